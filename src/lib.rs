@@ -1,0 +1,20 @@
+//! jpki-pkcs11: a PKCS#11 module for the two JPKI keys of the Japanese My Number Card.
+//!
+//! Layers, top to bottom (see `docs/architecture.md`):
+//! - `ffi`: the only code that touches C pointers; the function tables and entry points.
+//! - `api`: the safe face, one function per PKCS#11 operation.
+//! - `state`: the one global module (slots, sessions, fork policy).
+//! - `token`: the PKCS#11 view of one card (objects, attributes, mechanisms, login).
+//! - `card`: the card protocol (APDUs, JPKI operations) over a transport.
+//! - `vcard`: the virtual My Number Card used by the tests and `jpki virtual-card`.
+
+#![deny(clippy::undocumented_unsafe_blocks, clippy::not_unsafe_ptr_arg_deref)]
+
+pub mod api;
+pub mod error;
+pub mod log;
+pub mod state;
+pub mod card;
+pub mod ffi;
+pub mod token;
+pub mod vcard;
