@@ -908,3 +908,7 @@ pub fn apdus_sent(slot: CK_SLOT_ID) -> CkResult<usize> {
     let r = reader.lock();
     Ok(r.card.as_ref().map_or(0, |c| c.apdus))
 }
+
+/// Serializes in-crate tests that use the global module.
+#[cfg(test)]
+pub(crate) static TEST_LOCK: Mutex<()> = parking_lot::const_mutex(());

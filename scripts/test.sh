@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, the module through the real pcscd against the virtual
+# My Number Card, pkcs11-tool and OpenSC's module. Installs the Debian packages it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+started=$(scripts/pcscd.sh start)
+cleanup() { [ "$started" = started ] && scripts/pcscd.sh stop; }
+trap cleanup EXIT
+cargo build --all-targets
+cargo test --all-targets -- --test-threads=1

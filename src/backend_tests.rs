@@ -1,0 +1,438 @@
+//! Tests of the module's behaviour through `api`, against virtual cards in this process.
+//! Each signature is verified with the certificate's public key by the `rsa` crate.
+
+use crate::api::{self, AttrValue, MechParams, Mechanism, PssParams};
+use crate::card::inproc::InProcSystem;
+use crate::error::CkError;
+use crate::vcard::VirtualCard;
+use cryptoki_sys::*;
+use parking_lot::Mutex;
+use rsa::pkcs1::DecodeRsaPublicKey;
+use rsa::{Pkcs1v15Sign, Pss, RsaPublicKey};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use x509_cert::der::Decode;
+
+const AUTH_SLOT: CK_SLOT_ID = 0;
+const SIGN_SLOT: CK_SLOT_ID = 1;
+
+/// A module initialized on one in-process reader holding a virtual card.
+struct Fixture {
+    sys: Arc<InProcSystem>,
+    card: Arc<Mutex<VirtualCard>>,
+    _guard: parking_lot::MutexGuard<'static, ()>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let guard = crate::state::TEST_LOCK.lock();
+        let _ = api::finalize();
+        let sys = InProcSystem::new(&["Test Reader 00"]);
+        let card = sys.insert(0, VirtualCard::in_memory());
+        crate::state::use_card_system(Some(sys.clone()));
+        api::initialize().unwrap();
+        Fixture { sys, card, _guard: guard }
+    }
+
+    fn session(&self, slot: CK_SLOT_ID) -> CK_SESSION_HANDLE {
+        api::get_slot_list(false).unwrap();
+        api::open_session(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION).unwrap()
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.card.lock().log().to_vec()
+    }
+
+    fn clear_log(&self) {
+        self.card.lock().clear_log();
+    }
+
+    fn verifies_sent(&self) -> usize {
+        // VERIFY with data: "0020" + P1P2 + Lc != 00 (data masked with '*').
+        self.log().iter().filter(|l| l.starts_with("0020") && l.contains('*')).count()
+    }
+
+    /// As another process would: SELECT JPKI, SELECT the key EF, COMPUTE DIGITAL SIGNATURE.
+    fn other_process_sign_sw(&self, key_ef: u8) -> u16 {
+        let mut c = self.card.lock();
+        let sel = c.transmit(&[0, 0xA4, 4, 0x0C, 10, 0xD3, 0x92, 0xF0, 0, 0x26, 1, 0, 0, 0, 1]);
+        assert_eq!(sel, [0x90, 0]);
+        assert_eq!(c.transmit(&[0, 0xA4, 2, 0x0C, 2, 0, key_ef]), [0x90, 0]);
+        let mut apdu = vec![0x80, 0x2A, 0, 0x80, 51];
+        apdu.extend_from_slice(&digest_info(b"x"));
+        apdu.push(0);
+        let r = c.transmit(&apdu);
+        u16::from_be_bytes([r[r.len() - 2], r[r.len() - 1]])
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = api::finalize();
+        crate::state::use_card_system(None);
+    }
+}
+
+fn digest_info(msg: &[u8]) -> Vec<u8> {
+    let mut di = vec![
+        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+        0x05, 0x00, 0x04, 0x20,
+    ];
+    di.extend_from_slice(&Sha256::digest(msg));
+    di
+}
+
+fn public_key(cert_der: &[u8]) -> RsaPublicKey {
+    let cert = x509_cert::Certificate::from_der(cert_der).unwrap();
+    let bits = cert.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
+    RsaPublicKey::from_pkcs1_der(bits).unwrap()
+}
+
+fn mech(m: CK_MECHANISM_TYPE) -> Mechanism {
+    Mechanism { mechanism: m, params: MechParams::None }
+}
+
+fn pss(m: CK_MECHANISM_TYPE) -> Mechanism {
+    Mechanism {
+        mechanism: m,
+        params: MechParams::Pss(PssParams { hash_alg: CKM_SHA256, mgf: CKG_MGF1_SHA256, s_len: 32 }),
+    }
+}
+
+fn find(h: CK_SESSION_HANDLE, template: api::Template) -> Vec<CK_OBJECT_HANDLE> {
+    api::find_objects_init(h, template).unwrap();
+    let found = api::find_objects(h, 100).unwrap();
+    api::find_objects_final(h).unwrap();
+    found
+}
+
+fn class_of(h: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE) -> CK_OBJECT_CLASS {
+    match &api::get_attribute_value(h, o, &[CKA_CLASS]).unwrap()[0] {
+        AttrValue::Value(v) => CK_ULONG::from_ne_bytes(v[..].try_into().unwrap()),
+        other => panic!("class: {other:?}"),
+    }
+}
+
+fn classes(h: CK_SESSION_HANDLE) -> Vec<CK_OBJECT_CLASS> {
+    let mut c: Vec<_> = find(h, vec![]).into_iter().map(|o| class_of(h, o)).collect();
+    c.sort();
+    c
+}
+
+fn private_key(h: CK_SESSION_HANDLE) -> CK_OBJECT_HANDLE {
+    let found = find(h, vec![(CKA_CLASS, CKO_PRIVATE_KEY.to_ne_bytes().to_vec())]);
+    assert_eq!(found.len(), 1, "one private key");
+    found[0]
+}
+
+fn tries_flags(slot: CK_SLOT_ID) -> CK_FLAGS {
+    api::get_token_info(slot).unwrap().flags
+        & (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED)
+}
+
+#[test]
+fn lists_two_tokens_per_reader() {
+    let f = Fixture::new();
+    assert_eq!(api::get_slot_list(false).unwrap(), vec![0, 1]);
+    let auth = api::get_token_info(AUTH_SLOT).unwrap();
+    let sign = api::get_token_info(SIGN_SLOT).unwrap();
+    assert!(String::from_utf8_lossy(&auth.label).contains("Authentication"));
+    assert!(String::from_utf8_lossy(&sign.label).contains("Signature"));
+    assert_eq!(auth.serialNumber, sign.serialNumber);
+    assert_ne!(auth.serialNumber, [b' '; 16]);
+    assert_eq!((auth.ulMinPinLen, auth.ulMaxPinLen), (4, 4));
+    assert_eq!((sign.ulMinPinLen, sign.ulMaxPinLen), (6, 16));
+    assert!(auth.flags & CKF_LOGIN_REQUIRED != 0 && auth.flags & CKF_TOKEN_INITIALIZED != 0);
+    let slot = api::get_slot_info(AUTH_SLOT).unwrap();
+    assert_eq!(slot.flags & (CKF_REMOVABLE_DEVICE | CKF_TOKEN_PRESENT), CKF_REMOVABLE_DEVICE | CKF_TOKEN_PRESENT);
+    // Token info never presents a PIN.
+    assert_eq!(f.verifies_sent(), 0);
+}
+
+#[test]
+fn a_different_card_has_a_different_serial() {
+    let f = Fixture::new();
+    let first = api::get_token_info(AUTH_SLOT).unwrap().serialNumber;
+    f.sys.remove(0);
+    f.sys.insert(0, VirtualCard::in_memory_other());
+    let second = api::get_token_info(AUTH_SLOT).unwrap().serialNumber;
+    assert_ne!(first, second);
+}
+
+#[test]
+fn objects_before_and_after_login() {
+    let f = Fixture::new();
+    let a = f.session(AUTH_SLOT);
+    let s = f.session(SIGN_SLOT);
+    assert_eq!(classes(a), vec![CKO_CERTIFICATE, CKO_CERTIFICATE, CKO_PUBLIC_KEY, CKO_PROFILE]);
+    assert_eq!(classes(s), vec![CKO_CERTIFICATE, CKO_PROFILE], "no signature certificate before login");
+    // The one certificate on the signature token is the CA's.
+    let certs = find(s, vec![(CKA_CLASS, CKO_CERTIFICATE.to_ne_bytes().to_vec())]);
+    let v = api::get_attribute_value(s, certs[0], &[CKA_VALUE]).unwrap();
+    assert_eq!(v[0], AttrValue::Value(f.card.lock().sign_ca_cert().to_vec()));
+    // Reading the signature certificate without the password is refused by the card too.
+    assert!(f.log().iter().all(|l| !l.starts_with("00A4020C020001")));
+
+    api::login(a, CKU_USER, Some(b"1234")).unwrap();
+    assert_eq!(
+        classes(a),
+        vec![CKO_CERTIFICATE, CKO_CERTIFICATE, CKO_PUBLIC_KEY, CKO_PRIVATE_KEY, CKO_PROFILE]
+    );
+    api::login(s, CKU_USER, Some(b"jpkitest1")).unwrap();
+    assert_eq!(
+        classes(s),
+        vec![CKO_CERTIFICATE, CKO_CERTIFICATE, CKO_PUBLIC_KEY, CKO_PRIVATE_KEY, CKO_PROFILE]
+    );
+    let k = private_key(s);
+    let attrs = api::get_attribute_value(
+        s,
+        k,
+        &[CKA_ALWAYS_AUTHENTICATE, CKA_EXTRACTABLE, CKA_SENSITIVE, CKA_MODULUS, CKA_PRIVATE_EXPONENT, 0x7777_0000],
+    )
+    .unwrap();
+    assert_eq!(attrs[0], AttrValue::Value(vec![1]));
+    assert_eq!(attrs[1], AttrValue::Value(vec![0]));
+    assert_eq!(attrs[2], AttrValue::Value(vec![1]));
+    let AttrValue::Value(modulus) = &attrs[3] else { panic!("modulus") };
+    assert_eq!(modulus.len(), 256);
+    assert_eq!(attrs[4], AttrValue::Sensitive);
+    assert_eq!(attrs[5], AttrValue::Invalid);
+    // Key pair objects share CKA_ID and CKA_LABEL.
+    let pair = find(s, vec![(CKA_ID, vec![2])]);
+    assert_eq!(pair.len(), 3);
+    api::logout(s).unwrap();
+    assert_eq!(classes(s), vec![CKO_CERTIFICATE, CKO_PROFILE]);
+    // Searches for classes the token does not have find nothing.
+    assert!(find(a, vec![(CKA_CLASS, CKO_DATA.to_ne_bytes().to_vec())]).is_empty());
+}
+
+#[test]
+fn every_mechanism_signs_with_both_keys_and_verifies() {
+    let f = Fixture::new();
+    let auth_pub = public_key(f.card.lock().auth_cert());
+    let sign_pub = public_key(f.card.lock().sign_cert());
+    for (slot, pin, pubkey) in [(AUTH_SLOT, &b"1234"[..], &auth_pub), (SIGN_SLOT, &b"JPKITEST1"[..], &sign_pub)] {
+        let h = f.session(slot);
+        api::login(h, CKU_USER, Some(pin)).unwrap();
+        let key = private_key(h);
+        let msg = b"message to sign";
+        let cases: Vec<(Mechanism, Vec<u8>)> = vec![
+            (mech(CKM_RSA_PKCS), digest_info(msg)),
+            (mech(CKM_SHA256_RSA_PKCS), msg.to_vec()),
+            (mech(CKM_SHA1_RSA_PKCS), msg.to_vec()),
+            (mech(CKM_SHA224_RSA_PKCS), msg.to_vec()),
+            (mech(CKM_SHA384_RSA_PKCS), msg.to_vec()),
+            (mech(CKM_SHA512_RSA_PKCS), msg.to_vec()),
+            (pss(CKM_RSA_PKCS_PSS), Sha256::digest(msg).to_vec()),
+            (pss(CKM_SHA256_RSA_PKCS_PSS), msg.to_vec()),
+        ];
+        for (m, data) in cases {
+            api::sign_init(h, &m, key).unwrap();
+            if slot == SIGN_SLOT {
+                assert_eq!(api::sign(h, &data), Err(CkError::UserNotLoggedIn), "always-authenticate");
+                api::sign_init(h, &m, key).unwrap();
+                api::login(h, CKU_CONTEXT_SPECIFIC, Some(pin)).unwrap();
+            }
+            assert_eq!(api::sign_len(h).unwrap(), 256);
+            assert_eq!(api::sign_len(h).unwrap(), 256, "a length query does not end the operation");
+            let sig = api::sign(h, &data).unwrap();
+            let ok = match m.mechanism {
+                CKM_RSA_PKCS => pubkey.verify(Pkcs1v15Sign::new_unprefixed(), &data, &sig),
+                CKM_SHA256_RSA_PKCS => pubkey.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), &sig),
+                CKM_SHA1_RSA_PKCS => pubkey.verify(Pkcs1v15Sign::new::<sha1::Sha1>(), &sha1::Sha1::digest(msg), &sig),
+                CKM_SHA224_RSA_PKCS => pubkey.verify(Pkcs1v15Sign::new::<sha2::Sha224>(), &sha2::Sha224::digest(msg), &sig),
+                CKM_SHA384_RSA_PKCS => pubkey.verify(Pkcs1v15Sign::new::<sha2::Sha384>(), &sha2::Sha384::digest(msg), &sig),
+                CKM_SHA512_RSA_PKCS => pubkey.verify(Pkcs1v15Sign::new::<sha2::Sha512>(), &sha2::Sha512::digest(msg), &sig),
+                _ => pubkey.verify(Pss::new_with_salt::<Sha256>(32), &Sha256::digest(msg), &sig),
+            };
+            assert!(ok.is_ok(), "slot {slot} mechanism {:#x} verifies", m.mechanism);
+            assert_eq!(api::sign_len(h), Err(CkError::OperationNotInitialized), "C_Sign ended it");
+        }
+        // Multi-part.
+        api::sign_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), key).unwrap();
+        if slot == SIGN_SLOT {
+            api::login(h, CKU_CONTEXT_SPECIFIC, Some(pin)).unwrap();
+        }
+        api::sign_update(h, b"message ").unwrap();
+        api::sign_update(h, b"to sign").unwrap();
+        let sig = api::sign_final(h).unwrap();
+        assert!(pubkey.verify(Pss::new_with_salt::<Sha256>(32), &Sha256::digest(msg), &sig).is_ok());
+        // Host-side verification with the public key object.
+        let pubs = find(h, vec![(CKA_CLASS, CKO_PUBLIC_KEY.to_ne_bytes().to_vec())]);
+        api::verify_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), pubs[0]).unwrap();
+        api::verify(h, msg, &sig).unwrap();
+        api::verify_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), pubs[0]).unwrap();
+        assert_eq!(api::verify(h, b"other", &sig), Err(CkError::SignatureInvalid));
+    }
+}
+
+#[test]
+fn wrong_parameters_are_refused() {
+    let f = Fixture::new();
+    let h = f.session(AUTH_SLOT);
+    api::login(h, CKU_USER, Some(b"1234")).unwrap();
+    let key = private_key(h);
+    let bad = Mechanism {
+        mechanism: CKM_RSA_PKCS_PSS,
+        params: MechParams::Pss(PssParams { hash_alg: CKM_SHA256, mgf: CKG_MGF1_SHA256, s_len: 20 }),
+    };
+    assert_eq!(api::sign_init(h, &bad, key), Err(CkError::MechanismParamInvalid));
+    assert_eq!(api::sign_init(h, &mech(CKM_RSA_X_509), key), Err(CkError::MechanismInvalid));
+    api::sign_init(h, &mech(CKM_RSA_PKCS), key).unwrap();
+    assert_eq!(api::sign(h, &[0; 246]), Err(CkError::DataLenRange));
+    let pubs = find(h, vec![(CKA_CLASS, CKO_PUBLIC_KEY.to_ne_bytes().to_vec())]);
+    assert_eq!(api::sign_init(h, &mech(CKM_RSA_PKCS), pubs[0]), Err(CkError::KeyFunctionNotPermitted));
+    assert_eq!(api::sign_init(h, &mech(CKM_RSA_PKCS), 999), Err(CkError::KeyHandleInvalid));
+}
+
+#[test]
+fn pin_safety() {
+    let f = Fixture::new();
+    let a = f.session(AUTH_SLOT);
+    let s = f.session(SIGN_SLOT);
+    f.clear_log();
+    // Malformed PINs never reach the card.
+    assert_eq!(api::login(a, CKU_USER, Some(b"123")), Err(CkError::PinLenRange));
+    assert_eq!(api::login(a, CKU_USER, Some(b"12345")), Err(CkError::PinLenRange));
+    assert_eq!(api::login(a, CKU_USER, Some(b"12a4")), Err(CkError::PinInvalid));
+    assert_eq!(api::login(s, CKU_USER, Some(b"ABC12")), Err(CkError::PinLenRange));
+    assert_eq!(api::login(s, CKU_USER, Some(b"ABC-123")), Err(CkError::PinInvalid));
+    assert_eq!(f.verifies_sent(), 0, "no VERIFY for a malformed PIN: {:?}", f.log());
+    assert_eq!(tries_flags(AUTH_SLOT), 0);
+    // Wrong PIN: one try each, reported in the flags.
+    assert_eq!(api::login(a, CKU_USER, Some(b"0000")), Err(CkError::PinIncorrect));
+    assert_eq!(f.verifies_sent(), 1);
+    assert_eq!(tries_flags(AUTH_SLOT), CKF_USER_PIN_COUNT_LOW);
+    assert_eq!(api::login(a, CKU_USER, Some(b"0000")), Err(CkError::PinIncorrect));
+    assert_eq!(tries_flags(AUTH_SLOT), CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY);
+    // The right PIN resets the counter.
+    api::login(a, CKU_USER, Some(b"1234")).unwrap();
+    assert_eq!(tries_flags(AUTH_SLOT), 0);
+    assert_eq!(api::login(a, CKU_USER, Some(b"1234")), Err(CkError::UserAlreadyLoggedIn));
+    api::logout(a).unwrap();
+    // Block it.
+    for _ in 0..3 {
+        assert_eq!(api::login(a, CKU_USER, Some(b"9999")), Err(CkError::PinIncorrect));
+    }
+    assert_eq!(tries_flags(AUTH_SLOT), CKF_USER_PIN_LOCKED);
+    let before = f.verifies_sent();
+    assert_eq!(api::login(a, CKU_USER, Some(b"1234")), Err(CkError::PinLocked));
+    assert_eq!(f.verifies_sent(), before, "no VERIFY sent to a blocked PIN");
+    assert_eq!(f.card.lock().tries_left().0, 0);
+    // The signature password is untouched.
+    assert_eq!(f.card.lock().tries_left().1, 5);
+}
+
+#[test]
+fn the_card_is_never_left_unlocked() {
+    let f = Fixture::new();
+    let a = f.session(AUTH_SLOT);
+    let s = f.session(SIGN_SLOT);
+    api::login(a, CKU_USER, Some(b"1234")).unwrap();
+    assert_eq!(f.other_process_sign_sw(0x17), 0x6982, "after login");
+    let key = private_key(a);
+    api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    api::sign(a, b"data").unwrap();
+    assert_eq!(f.other_process_sign_sw(0x17), 0x6982, "after signing");
+    api::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
+    assert_eq!(f.other_process_sign_sw(0x1A), 0x6982, "after signature login");
+    let skey = private_key(s);
+    api::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), skey).unwrap();
+    api::login(s, CKU_CONTEXT_SPECIFIC, Some(b"JPKITEST1")).unwrap();
+    assert_eq!(f.other_process_sign_sw(0x1A), 0x6982, "after context login");
+    api::sign(s, b"data").unwrap();
+    assert_eq!(f.other_process_sign_sw(0x1A), 0x6982, "after signing");
+    // A failed signature (data too long for the card) also leaves it locked.
+    api::sign_init(a, &mech(CKM_RSA_PKCS), key).unwrap();
+    assert!(api::sign(a, &[1; 246]).is_err());
+    assert_eq!(f.other_process_sign_sw(0x17), 0x6982, "after a failed signature");
+    api::logout(a).unwrap();
+    assert_eq!(f.other_process_sign_sw(0x17), 0x6982, "after logout");
+}
+
+#[test]
+fn a_failed_reverification_logs_out_without_retrying() {
+    let f = Fixture::new();
+    let a = f.session(AUTH_SLOT);
+    api::login(a, CKU_USER, Some(b"1234")).unwrap();
+    let key = private_key(a);
+    // Another process changes the PIN behind the module's back.
+    {
+        let mut c = f.card.lock();
+        c.transmit(&[0, 0xA4, 4, 0x0C, 10, 0xD3, 0x92, 0xF0, 0, 0x26, 1, 0, 0, 0, 1]);
+        c.transmit(&[0, 0xA4, 2, 0x0C, 2, 0, 0x18]);
+        assert_eq!(c.transmit(&[0, 0x20, 0, 0x80, 4, b'1', b'2', b'3', b'4']), [0x90, 0]);
+        assert_eq!(c.transmit(&[0, 0x24, 1, 0x80, 4, b'5', b'6', b'7', b'8']), [0x90, 0]);
+        c.reset();
+    }
+    f.clear_log();
+    api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    assert_eq!(api::sign(a, b"data"), Err(CkError::UserNotLoggedIn));
+    assert_eq!(f.verifies_sent(), 1, "the held PIN was tried once");
+    assert_eq!(api::get_session_info(a).unwrap().state, CKS_RW_PUBLIC_SESSION);
+    assert_eq!(api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key), Err(CkError::UserNotLoggedIn));
+    assert_eq!(f.verifies_sent(), 1);
+    assert_eq!(f.card.lock().tries_left().0, 2);
+}
+
+#[test]
+fn removal_and_reinsertion() {
+    let f = Fixture::new();
+    let a = f.session(AUTH_SLOT);
+    api::login(a, CKU_USER, Some(b"1234")).unwrap();
+    let card = f.sys.remove(0).unwrap();
+    assert_eq!(api::get_session_info(a), Err(CkError::SessionHandleInvalid));
+    assert_eq!(api::get_slot_list(true).unwrap(), Vec::<CK_SLOT_ID>::new());
+    assert_eq!(api::get_slot_list(false).unwrap(), vec![0, 1], "the slot list never shrinks");
+    assert_eq!(api::get_token_info(AUTH_SLOT).map(|_| ()), Err(CkError::TokenNotPresent));
+    let card = Arc::try_unwrap(card).ok().unwrap().into_inner();
+    f.sys.insert(0, card);
+    let b = api::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
+    assert_ne!(a, b, "session handles are never reused");
+    assert_eq!(api::get_session_info(b).unwrap().state, CKS_RO_PUBLIC_SESSION, "login not inherited");
+    assert_eq!(api::get_session_info(a), Err(CkError::SessionHandleInvalid));
+}
+
+#[test]
+fn removal_in_the_middle_of_a_signature() {
+    let f = Fixture::new();
+    let a = f.session(AUTH_SLOT);
+    api::login(a, CKU_USER, Some(b"1234")).unwrap();
+    let key = private_key(a);
+    api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    api::sign_update(a, b"part").unwrap();
+    f.sys.remove(0);
+    assert_eq!(api::sign_final(a), Err(CkError::SessionHandleInvalid));
+}
+
+#[test]
+fn random_comes_from_the_card() {
+    let f = Fixture::new();
+    let h = f.session(AUTH_SLOT);
+    f.clear_log();
+    let r = api::generate_random(h, 20).unwrap();
+    assert_eq!(r.len(), 20);
+    assert_eq!(f.log().iter().filter(|l| l.starts_with("00840000")).count(), 3);
+    assert_eq!(api::seed_random(h), Err(CkError::RandomSeedNotSupported));
+}
+
+#[test]
+fn not_initialized_and_fork_rules() {
+    let _guard = crate::state::TEST_LOCK.lock();
+    let _ = api::finalize();
+    assert_eq!(api::get_slot_list(false), Err(CkError::CryptokiNotInitialized));
+    assert_eq!(api::finalize(), Err(CkError::CryptokiNotInitialized));
+    crate::state::use_card_system(Some(InProcSystem::new(&[])));
+    api::initialize().unwrap();
+    assert_eq!(api::initialize(), Err(CkError::CryptokiAlreadyInitialized));
+    assert_eq!(api::get_slot_list(false).unwrap(), Vec::<CK_SLOT_ID>::new());
+    assert_eq!(api::open_session(0, CKF_SERIAL_SESSION), Err(CkError::SlotIdInvalid));
+    assert_eq!(api::close_session(77), Err(CkError::SessionHandleInvalid));
+    api::poison();
+    assert_eq!(api::get_slot_list(false), Err(CkError::GeneralError));
+    api::finalize().unwrap();
+    api::initialize().unwrap();
+    assert!(api::get_slot_list(false).is_ok(), "initialize clears the poison");
+    api::finalize().unwrap();
+    crate::state::use_card_system(None);
+}

@@ -1,0 +1,128 @@
+//! OpenSC's `pkcs11-tool` driving the built module, against the virtual card behind pcscd.
+//! Signatures are verified with `openssl` against the certificate from the card's directory.
+
+mod common;
+
+use common::VCard;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn module() -> PathBuf {
+    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("libjpki_pkcs11.so")
+}
+
+/// Runs pkcs11-tool with the module; panics with its output on failure.
+fn tool(args: &[&str]) -> String {
+    let out = tool_raw(args);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "pkcs11-tool {args:?} failed:\n{text}");
+    text
+}
+
+fn tool_raw(args: &[&str]) -> Output {
+    Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(module())
+        .args(args)
+        .output()
+        .expect("run pkcs11-tool (Debian package opensc)")
+}
+
+fn openssl_verify(cert_der: &Path, msg: &Path, sig: &Path, pss: bool) {
+    let pubkey = cert_der.with_extension("pub");
+    let out = Command::new("openssl")
+        .args(["x509", "-inform", "DER", "-pubkey", "-noout", "-in"])
+        .arg(cert_der)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(&pubkey, &out.stdout).unwrap();
+    let mut cmd = Command::new("openssl");
+    cmd.args(["dgst", "-sha256", "-verify"]).arg(&pubkey);
+    if pss {
+        cmd.args(["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"]);
+    }
+    let out = cmd.arg("-signature").arg(sig).arg(msg).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("Verified OK"), "openssl: {text}{}", String::from_utf8_lossy(&out.stderr));
+}
+
+const AUTH: &str = "JPKI User Authentication";
+const SIGN: &str = "JPKI Digital Signature";
+
+#[test]
+fn lists_tokens_and_objects() {
+    let _g = common::lock();
+    let _card = VCard::start();
+    let list = tool(&["-L"]);
+    assert!(list.contains(AUTH) && list.contains(SIGN), "{list}");
+    assert!(list.contains("PIN min/max: 4/4"), "{list}");
+    assert!(list.contains("PIN min/max: 6/16"), "{list}");
+    let objs = tool(&["--token-label", AUTH, "-O"]);
+    assert!(objs.contains("Certificate Object") && objs.contains("Public Key Object"), "{objs}");
+    assert!(!objs.contains("Private Key Object"), "private key hidden before login:\n{objs}");
+    let objs = tool(&["--token-label", AUTH, "-O", "--login", "--pin", "1234"]);
+    assert!(objs.contains("Private Key Object"), "{objs}");
+    let objs = tool(&["--token-label", SIGN, "-O"]);
+    assert!(!objs.contains("label:      Digital Signature\n"), "no signature certificate before login:\n{objs}");
+    let objs = tool(&["--token-label", SIGN, "-O", "--login", "--pin", "JPKITEST1"]);
+    assert!(objs.contains("Private Key Object") && objs.contains("Public Key Object"), "{objs}");
+    let mechs = tool(&["--token-label", AUTH, "-M"]);
+    for m in ["RSA-PKCS,", "SHA256-RSA-PKCS,", "RSA-PKCS-PSS", "SHA256-RSA-PKCS-PSS"] {
+        assert!(mechs.contains(m), "{m} listed:\n{mechs}");
+    }
+}
+
+#[test]
+fn signs_with_both_keys_verified_by_openssl() {
+    let _g = common::lock();
+    let card = VCard::start();
+    let dir = card.state_dir.clone();
+    let msg = dir.join("msg.txt");
+    std::fs::write(&msg, b"a document").unwrap();
+    for (label, pin, id, cert) in [(AUTH, "1234", "01", "auth"), (SIGN, "JPKITEST1", "02", "sign")] {
+        let sig = dir.join(format!("{cert}.sig"));
+        tool(&["--token-label", label, "--login", "--pin", pin, "--sign", "--id", id, "-m", "SHA256-RSA-PKCS",
+            "-i", msg.to_str().unwrap(), "-o", sig.to_str().unwrap()]);
+        openssl_verify(&dir.join(format!("{cert}.crt")), &msg, &sig, false);
+        let sig = dir.join(format!("{cert}.pss.sig"));
+        tool(&["--token-label", label, "--login", "--pin", pin, "--sign", "--id", id, "-m", "SHA256-RSA-PKCS-PSS",
+            "--hash-algorithm", "SHA256", "--mgf", "MGF1-SHA256", "--salt-len", "32",
+            "-i", msg.to_str().unwrap(), "-o", sig.to_str().unwrap()]);
+        openssl_verify(&dir.join(format!("{cert}.crt")), &msg, &sig, true);
+    }
+}
+
+#[test]
+fn test_login_passes_on_both_tokens() {
+    let _g = common::lock();
+    let card = VCard::start();
+    for (label, pin) in [(AUTH, "1234"), (SIGN, "JPKITEST1")] {
+        let out = tool_raw(&["--token-label", label, "--test", "--login", "--pin", pin]);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "pkcs11-tool --test on {label}:\n{text}");
+        assert!(text.contains("No errors"), "{label}:\n{text}");
+        assert!(text.contains("Signatures: OK") || text.contains("signatures"), "{label}: signatures tested:\n{text}");
+    }
+    assert_eq!(card.tries_left(), (3, 5), "no try burned");
+}
+
+#[test]
+fn wrong_pin_costs_one_try_and_is_reported() {
+    let _g = common::lock();
+    let card = VCard::start();
+    let out = tool_raw(&["--token-label", AUTH, "--login", "--pin", "0000", "-O"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("CKR_PIN_INCORRECT"), "{text}");
+    assert_eq!(card.tries_left(), (2, 5));
+    let list = tool(&["-L"]);
+    assert!(list.contains("user PIN count low"), "{list}");
+    let out = tool_raw(&["--token-label", AUTH, "--login", "--pin", "12345", "-O"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CKR_PIN_LEN_RANGE"));
+    assert_eq!(card.tries_left(), (2, 5), "a malformed PIN costs nothing");
+}
