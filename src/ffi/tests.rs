@@ -1,0 +1,1 @@
+//! FFI contract tests.
