@@ -1,73 +1,910 @@
-//! Global module state (stub: replaced by the real implementation).
-#![allow(unused_variables)]
-use crate::api::*;
-use crate::error::CkResult;
+//! The one global module: initialization and fork policy, readers and their slots, sessions, and
+//! the operations of `api`.
+//!
+//! **Lock order.** `MODULE` (a `RwLock<Option<Module>>`) is held only to look things up or change
+//! the tables, never while waiting for another lock: a call clones the `Arc`s of its session and
+//! reader and drops the `MODULE` guard, then locks the session, then the reader. The reader lock
+//! is held for the whole card transaction. A thread that holds a session or reader lock may take
+//! `MODULE` briefly (it is never held by anyone waiting for a session or reader), never the
+//! reverse.
+//!
+//! **Slots.** Each PC/SC reader gets two slots, in the order readers were first seen: slot `2i`
+//! is the authentication token, `2i+1` the signature token of reader `i`. A reader that goes away
+//! keeps its slots (empty), so the slot list never shrinks while the module is initialized.
+//!
+//! **Fork.** The pid is recorded at `C_Initialize`; in any other process the module counts as not
+//! initialized, and `C_Initialize` there forgets (never releases) the parent's state.
+
+use crate::api::{AttrValue, Mechanism, Template};
+use crate::card::jpki::{normalize_pin, KeyRef, PinFormat, PinTries};
+use crate::card::pcsc::PcscSystem;
+use crate::card::CardSystem;
+use crate::error::{CkError, CkResult, Context, Error};
+use crate::token::cert::Cert;
+use crate::token::mechanism::{self, Input, Mech};
+use crate::token::objects::{self, Obj, Source};
+use crate::token::BoundCard;
 use cryptoki_sys::*;
+use once_cell::sync::Lazy;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use zeroize::Zeroizing;
 
-pub fn initialize() -> CkResult<()> { todo!() }
+static MODULE: Lazy<RwLock<Option<Module>>> = Lazy::new(|| RwLock::new(None));
+static POISONED: AtomicBool = AtomicBool::new(false);
+/// The card system the next `initialize` uses instead of PC/SC (in-process tests).
+static TEST_SYSTEM: Lazy<Mutex<Option<Arc<dyn CardSystem>>>> = Lazy::new(|| Mutex::new(None));
 
-pub fn finalize() -> CkResult<()> { todo!() }
+/// Makes the next `initialize` use `system` instead of PC/SC (for in-process tests).
+pub fn use_card_system(system: Option<Arc<dyn CardSystem>>) {
+    *TEST_SYSTEM.lock() = system;
+}
 
-pub fn check_initialized() -> CkResult<()> { todo!() }
+struct Module {
+    pid: u32,
+    system: Arc<dyn CardSystem>,
+    readers: Vec<Arc<Mutex<Reader>>>,
+    sessions: HashMap<CK_SESSION_HANDLE, SessionEntry>,
+    next_session: CK_SESSION_HANDLE,
+}
 
-pub fn get_slot_list(a0: bool) -> CkResult<Vec<CK_SLOT_ID>> { todo!() }
+struct Reader {
+    name: String,
+    card: Option<BoundCard>,
+    /// PC/SC event counter when the card was bound.
+    events: u32,
+    /// Bumped at every bind: sessions of an earlier card are invalid.
+    generation: u64,
+    /// Event counter at which the card in the reader was found not to be a My Number Card.
+    unrecognized: Option<u32>,
+}
 
-pub fn get_slot_info(a0: CK_SLOT_ID) -> CkResult<CK_SLOT_INFO> { todo!() }
+#[derive(Clone)]
+struct SessionEntry {
+    slot: CK_SLOT_ID,
+    reader: Arc<Mutex<Reader>>,
+    key: KeyRef,
+    rw: bool,
+    generation: u64,
+    state: Arc<Mutex<Session>>,
+}
 
-pub fn get_token_info(a0: CK_SLOT_ID) -> CkResult<CK_TOKEN_INFO> { todo!() }
+#[derive(Default)]
+struct Session {
+    find: Option<FindOp>,
+    sign: Option<SignOp>,
+    verify: Option<VerifyOp>,
+}
 
-pub fn check_slot(a0: CK_SLOT_ID) -> CkResult<()> { todo!() }
+struct FindOp {
+    found: Vec<CK_OBJECT_HANDLE>,
+    pos: usize,
+}
 
-pub fn get_mechanism_list(a0: CK_SLOT_ID) -> CkResult<Vec<CK_MECHANISM_TYPE>> { todo!() }
+struct SignOp {
+    mech: Mech,
+    input: Input,
+    multipart: bool,
+    cert: Arc<Cert>,
+    always_authenticate: bool,
+    /// PIN given with `C_Login(CKU_CONTEXT_SPECIFIC)` for this one signature.
+    context_pin: Option<Zeroizing<Vec<u8>>>,
+}
 
-pub fn get_mechanism_info(a0: CK_SLOT_ID, a1: CK_MECHANISM_TYPE) -> CkResult<CK_MECHANISM_INFO> { todo!() }
+struct VerifyOp {
+    mech: Mech,
+    input: Input,
+    multipart: bool,
+    cert: Arc<Cert>,
+}
 
-pub fn open_session(a0: CK_SLOT_ID, a1: CK_FLAGS) -> CkResult<CK_SESSION_HANDLE> { todo!() }
+fn slot_parts(slot: CK_SLOT_ID) -> (usize, KeyRef) {
+    let key = if slot % 2 == 0 {
+        KeyRef::Auth
+    } else {
+        KeyRef::Sign
+    };
+    ((slot / 2) as usize, key)
+}
 
-pub fn close_session(a0: CK_SESSION_HANDLE) -> CkResult<()> { todo!() }
+fn slot_id(reader: usize, key: KeyRef) -> CK_SLOT_ID {
+    (reader as CK_SLOT_ID) * 2 + if key == KeyRef::Sign { 1 } else { 0 }
+}
 
-pub fn close_all_sessions(a0: CK_SLOT_ID) -> CkResult<()> { todo!() }
+/// Read access to the initialized module of this process.
+fn module() -> CkResult<parking_lot::MappedRwLockReadGuard<'static, Module>> {
+    if POISONED.load(Ordering::SeqCst) {
+        return Err(CkError::GeneralError);
+    }
+    let guard = MODULE.read();
+    let pid = std::process::id();
+    parking_lot::RwLockReadGuard::try_map(guard, |m| m.as_ref().filter(|m| m.pid == pid))
+        .map_err(|_| CkError::CryptokiNotInitialized)
+}
 
-pub fn get_session_info(a0: CK_SESSION_HANDLE) -> CkResult<CK_SESSION_INFO> { todo!() }
+/// Marks the module unusable after a panic, until `finalize` and `initialize`.
+pub fn poison() {
+    POISONED.store(true, Ordering::SeqCst);
+}
 
-pub fn check_session(a0: CK_SESSION_HANDLE) -> CkResult<()> { todo!() }
+pub fn initialize() -> CkResult<()> {
+    let mut guard = MODULE.write();
+    if let Some(m) = guard.as_ref() {
+        if m.pid == std::process::id() {
+            return Err(CkError::CryptokiAlreadyInitialized);
+        }
+        // A forked child: the parent's PC/SC context and card handles belong to the parent.
+        // Forget them without releasing anything.
+        if let Some(stale) = guard.take() {
+            std::mem::forget(stale);
+        }
+    }
+    let system = TEST_SYSTEM
+        .lock()
+        .clone()
+        .unwrap_or_else(|| Arc::new(PcscSystem::new()));
+    *guard = Some(Module {
+        pid: std::process::id(),
+        system,
+        readers: Vec::new(),
+        sessions: HashMap::new(),
+        next_session: 1,
+    });
+    POISONED.store(false, Ordering::SeqCst);
+    Ok(())
+}
 
-pub fn login(a0: CK_SESSION_HANDLE, a1: CK_USER_TYPE, a2: Option<&[u8]>) -> CkResult<()> { todo!() }
+pub fn finalize() -> CkResult<()> {
+    let taken = {
+        let mut guard = MODULE.write();
+        match guard.as_ref() {
+            Some(m) if m.pid == std::process::id() => guard.take(),
+            _ => return Err(CkError::CryptokiNotInitialized),
+        }
+    };
+    POISONED.store(false, Ordering::SeqCst);
+    if let Some(m) = taken {
+        for reader in &m.readers {
+            if let Some(card) = reader.lock().card.take() {
+                card.disconnect();
+            }
+        }
+    }
+    Ok(())
+}
 
-pub fn logout(a0: CK_SESSION_HANDLE) -> CkResult<()> { todo!() }
+pub fn check_initialized() -> CkResult<()> {
+    module().map(|_| ())
+}
 
-pub fn set_pin(a0: CK_SESSION_HANDLE, a1: Option<&[u8]>, a2: Option<&[u8]>) -> CkResult<()> { todo!() }
+/// Brings `reader` up to date with the reader's state: unbinds a card that was removed (or
+/// replaced), binds a newly inserted My Number Card.
+fn refresh(system: &dyn CardSystem, r: &mut Reader) {
+    let status = system.reader_status(&r.name);
+    if r.card.is_some() && (!status.present || status.events != r.events) {
+        if let Some(card) = r.card.take() {
+            card.disconnect();
+        }
+    }
+    if status.present && r.card.is_none() && r.unrecognized != Some(status.events) {
+        match system.connect(&r.name).and_then(BoundCard::bind) {
+            Ok(card) => {
+                r.card = Some(card);
+                r.events = status.events;
+                r.generation += 1;
+                r.unrecognized = None;
+            }
+            Err(Error::NotJpki) => r.unrecognized = Some(status.events),
+            Err(e) => crate::log::debug(format_args!("binding the card failed: {e}")),
+        }
+    }
+}
 
-pub fn find_objects_init(a0: CK_SESSION_HANDLE, a1: Template) -> CkResult<()> { todo!() }
+/// Handles a card error inside a call: a removed card is unbound (its sessions become invalid).
+fn card_error(r: &mut Reader, e: Error, ctx: Context) -> CkError {
+    if matches!(e, Error::CardRemoved | Error::NoCard | Error::NoService) {
+        if let Some(card) = r.card.take() {
+            card.disconnect();
+        }
+    }
+    e.to_ck(ctx)
+}
 
-pub fn find_objects(a0: CK_SESSION_HANDLE, a1: usize) -> CkResult<Vec<CK_OBJECT_HANDLE>> { todo!() }
+/// A slot's reader, the card system, and which token of the card the slot is.
+type SlotParts = (Arc<Mutex<Reader>>, Arc<dyn CardSystem>, KeyRef);
 
-pub fn find_objects_final(a0: CK_SESSION_HANDLE) -> CkResult<()> { todo!() }
+fn reader_of_slot(slot: CK_SLOT_ID) -> CkResult<SlotParts> {
+    let m = module()?;
+    let (i, key) = slot_parts(slot);
+    let reader = m.readers.get(i).ok_or(CkError::SlotIdInvalid)?.clone();
+    Ok((reader, m.system.clone(), key))
+}
 
-pub fn get_attribute_value(a0: CK_SESSION_HANDLE, a1: CK_OBJECT_HANDLE, a2: &[CK_ATTRIBUTE_TYPE]) -> CkResult<Vec<AttrValue>> { todo!() }
+/// Runs `f` on the bound card of `slot`'s reader (refreshed first).
+fn with_slot_card<T>(
+    slot: CK_SLOT_ID,
+    f: impl FnOnce(&mut Reader, KeyRef) -> CkResult<T>,
+) -> CkResult<T> {
+    let (reader, system, key) = reader_of_slot(slot)?;
+    let mut r = reader.lock();
+    refresh(&*system, &mut r);
+    if r.card.is_none() {
+        return Err(CkError::TokenNotPresent);
+    }
+    f(&mut r, key)
+}
 
-pub fn get_object_size(a0: CK_SESSION_HANDLE, a1: CK_OBJECT_HANDLE) -> CkResult<CK_ULONG> { todo!() }
+/// Runs `f` with the session `h`, its reader (refreshed, holding the session's card) and key.
+fn with_session<T>(
+    h: CK_SESSION_HANDLE,
+    f: impl FnOnce(&SessionEntry, &mut Session, &mut Reader) -> CkResult<T>,
+) -> CkResult<T> {
+    let (entry, system) = {
+        let m = module()?;
+        (
+            m.sessions
+                .get(&h)
+                .ok_or(CkError::SessionHandleInvalid)?
+                .clone(),
+            m.system.clone(),
+        )
+    };
+    let mut s = entry.state.lock();
+    let mut r = entry.reader.lock();
+    refresh(&*system, &mut r);
+    if r.card.is_none() || r.generation != entry.generation {
+        return Err(CkError::SessionHandleInvalid);
+    }
+    f(&entry, &mut s, &mut r)
+}
 
-pub fn sign_init(a0: CK_SESSION_HANDLE, a1: &Mechanism, a2: CK_OBJECT_HANDLE) -> CkResult<()> { todo!() }
+fn card(r: &mut Reader) -> CkResult<&mut BoundCard> {
+    r.card.as_mut().ok_or(CkError::DeviceRemoved)
+}
 
-pub fn sign_len(a0: CK_SESSION_HANDLE) -> CkResult<usize> { todo!() }
+pub fn check_session(h: CK_SESSION_HANDLE) -> CkResult<()> {
+    with_session(h, |_, _, _| Ok(()))
+}
 
-pub fn sign(a0: CK_SESSION_HANDLE, a1: &[u8]) -> CkResult<Vec<u8>> { todo!() }
+pub fn check_slot(slot: CK_SLOT_ID) -> CkResult<()> {
+    reader_of_slot(slot).map(|_| ())
+}
 
-pub fn sign_update(a0: CK_SESSION_HANDLE, a1: &[u8]) -> CkResult<()> { todo!() }
+pub fn get_slot_list(token_present: bool) -> CkResult<Vec<CK_SLOT_ID>> {
+    let (system, readers) = {
+        let m = module()?;
+        (m.system.clone(), m.readers.len())
+    };
+    let names = system.list_readers();
+    let readers = {
+        let mut guard = MODULE.write();
+        let m = guard
+            .as_mut()
+            .filter(|m| m.pid == std::process::id())
+            .ok_or(CkError::CryptokiNotInitialized)?;
+        debug_assert!(m.readers.len() >= readers);
+        for name in names {
+            let known = m.readers.iter().any(|r| r.lock().name == name);
+            if !known {
+                m.readers.push(Arc::new(Mutex::new(Reader {
+                    name,
+                    card: None,
+                    events: 0,
+                    generation: 0,
+                    unrecognized: None,
+                })));
+            }
+        }
+        m.readers.clone()
+    };
+    let mut slots = Vec::with_capacity(readers.len() * 2);
+    for (i, reader) in readers.iter().enumerate() {
+        let present = if token_present {
+            let mut r = reader.lock();
+            refresh(&*system, &mut r);
+            r.card.is_some()
+        } else {
+            true
+        };
+        if present {
+            slots.push(slot_id(i, KeyRef::Auth));
+            slots.push(slot_id(i, KeyRef::Sign));
+        }
+    }
+    Ok(slots)
+}
 
-pub fn sign_final(a0: CK_SESSION_HANDLE) -> CkResult<Vec<u8>> { todo!() }
+/// Copies `s` into a blank-padded fixed field, cutting at a character boundary.
+pub fn padded<const N: usize>(s: &str) -> [CK_UTF8CHAR; N] {
+    let mut out = [b' '; N];
+    let mut end = s.len().min(N);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out[..end].copy_from_slice(&s.as_bytes()[..end]);
+    out
+}
 
-pub fn verify_init(a0: CK_SESSION_HANDLE, a1: &Mechanism, a2: CK_OBJECT_HANDLE) -> CkResult<()> { todo!() }
+fn token_label(key: KeyRef) -> &'static str {
+    match key {
+        KeyRef::Auth => "JPKI User Authentication",
+        KeyRef::Sign => "JPKI Digital Signature",
+    }
+}
 
-pub fn verify(a0: CK_SESSION_HANDLE, a1: &[u8], a2: &[u8]) -> CkResult<()> { todo!() }
+pub fn get_slot_info(slot: CK_SLOT_ID) -> CkResult<CK_SLOT_INFO> {
+    let (reader, system, key) = reader_of_slot(slot)?;
+    let mut r = reader.lock();
+    refresh(&*system, &mut r);
+    let what = match key {
+        KeyRef::Auth => "Authentication",
+        KeyRef::Sign => "Signature",
+    };
+    let mut flags = CKF_REMOVABLE_DEVICE | CKF_HW_SLOT;
+    if r.card.is_some() {
+        flags |= CKF_TOKEN_PRESENT;
+    }
+    Ok(CK_SLOT_INFO {
+        slotDescription: padded(&format!("{} ({what})", r.name)),
+        manufacturerID: padded("PC/SC"),
+        flags,
+        hardwareVersion: CK_VERSION { major: 0, minor: 0 },
+        firmwareVersion: CK_VERSION { major: 0, minor: 0 },
+    })
+}
 
-pub fn verify_update(a0: CK_SESSION_HANDLE, a1: &[u8]) -> CkResult<()> { todo!() }
+fn pin_flags(key: KeyRef, tries: Option<PinTries>) -> CK_FLAGS {
+    match tries {
+        Some(PinTries::Blocked) | Some(PinTries::Left(0)) => CKF_USER_PIN_LOCKED,
+        Some(PinTries::Left(1)) => CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_COUNT_LOW,
+        Some(PinTries::Left(n)) if n < key.max_tries() => CKF_USER_PIN_COUNT_LOW,
+        _ => 0,
+    }
+}
 
-pub fn verify_final(a0: CK_SESSION_HANDLE, a1: &[u8]) -> CkResult<()> { todo!() }
+fn session_counts(slot: CK_SLOT_ID) -> CkResult<(CK_ULONG, CK_ULONG)> {
+    let m = module()?;
+    let all = m.sessions.values().filter(|e| e.slot == slot);
+    let (mut n, mut rw) = (0, 0);
+    for e in all {
+        n += 1;
+        if e.rw {
+            rw += 1;
+        }
+    }
+    Ok((n, rw))
+}
 
-pub fn generate_random(a0: CK_SESSION_HANDLE, a1: usize) -> CkResult<Vec<u8>> { todo!() }
+pub fn get_token_info(slot: CK_SLOT_ID) -> CkResult<CK_TOKEN_INFO> {
+    let (sessions, rw_sessions) = session_counts(slot)?;
+    with_slot_card(slot, |r, key| {
+        let c = card(r)?;
+        let tries = c.refresh_tries(key);
+        let tries = match tries {
+            Ok(t) => t,
+            Err(e) => return Err(card_error(r, e, Context::Read)),
+        };
+        let c = card(r)?;
+        let flags = CKF_RNG
+            | CKF_WRITE_PROTECTED
+            | CKF_LOGIN_REQUIRED
+            | CKF_USER_PIN_INITIALIZED
+            | CKF_TOKEN_INITIALIZED
+            | pin_flags(key, Some(tries));
+        Ok(CK_TOKEN_INFO {
+            label: padded(token_label(key)),
+            manufacturerID: padded("J-LIS"),
+            model: padded("My Number Card"),
+            serialNumber: padded(&c.serial),
+            flags,
+            ulMaxSessionCount: CK_EFFECTIVELY_INFINITE,
+            ulSessionCount: sessions,
+            ulMaxRwSessionCount: CK_EFFECTIVELY_INFINITE,
+            ulRwSessionCount: rw_sessions,
+            ulMaxPinLen: key.max_pin_len() as CK_ULONG,
+            ulMinPinLen: key.min_pin_len() as CK_ULONG,
+            ulTotalPublicMemory: CK_UNAVAILABLE_INFORMATION,
+            ulFreePublicMemory: CK_UNAVAILABLE_INFORMATION,
+            ulTotalPrivateMemory: CK_UNAVAILABLE_INFORMATION,
+            ulFreePrivateMemory: CK_UNAVAILABLE_INFORMATION,
+            hardwareVersion: CK_VERSION { major: 0, minor: 0 },
+            firmwareVersion: CK_VERSION { major: 0, minor: 0 },
+            utcTime: [b' '; 16],
+        })
+    })
+}
 
-pub fn seed_random(a0: CK_SESSION_HANDLE) -> CkResult<()> { todo!() }
+fn mechanisms(c: &BoundCard) -> Vec<CK_MECHANISM_TYPE> {
+    mechanism::ALL
+        .iter()
+        .copied()
+        .filter(|m| c.pss_ok || !mechanism::is_pss(*m))
+        .collect()
+}
 
-pub fn poison() {}
+pub fn get_mechanism_list(slot: CK_SLOT_ID) -> CkResult<Vec<CK_MECHANISM_TYPE>> {
+    with_slot_card(slot, |r, _| Ok(mechanisms(card(r)?)))
+}
+
+pub fn get_mechanism_info(slot: CK_SLOT_ID, ty: CK_MECHANISM_TYPE) -> CkResult<CK_MECHANISM_INFO> {
+    with_slot_card(slot, |r, _| {
+        if !mechanisms(card(r)?).contains(&ty) {
+            return Err(CkError::MechanismInvalid);
+        }
+        mechanism::info(ty)
+    })
+}
+
+pub fn open_session(slot: CK_SLOT_ID, flags: CK_FLAGS) -> CkResult<CK_SESSION_HANDLE> {
+    if flags & CKF_SERIAL_SESSION == 0 {
+        // Checked after the slot, per the spec's order of checks below.
+        check_slot(slot)?;
+        return Err(CkError::SessionParallelNotSupported);
+    }
+    let (reader, _, key) = reader_of_slot(slot)?;
+    let generation = with_slot_card(slot, |r, _| Ok(r.generation))?;
+    let mut guard = MODULE.write();
+    let m = guard
+        .as_mut()
+        .filter(|m| m.pid == std::process::id())
+        .ok_or(CkError::CryptokiNotInitialized)?;
+    let h = m.next_session;
+    // Handles are never reused; they must fit a 32-bit CK_ULONG too.
+    if h >= u32::MAX as CK_SESSION_HANDLE {
+        return Err(CkError::SessionCount);
+    }
+    m.next_session += 1;
+    m.sessions.insert(
+        h,
+        SessionEntry {
+            slot,
+            reader,
+            key,
+            rw: flags & CKF_RW_SESSION != 0,
+            generation,
+            state: Arc::new(Mutex::new(Session::default())),
+        },
+    );
+    Ok(h)
+}
+
+/// Forgets the login of `slot`'s token when its last session has closed.
+fn logout_if_last(slot: CK_SLOT_ID, reader: &Arc<Mutex<Reader>>, key: KeyRef) -> CkResult<()> {
+    let (n, _) = session_counts(slot)?;
+    if n == 0 {
+        if let Some(c) = reader.lock().card.as_mut() {
+            c.token_mut(key).pin = None;
+        }
+    }
+    Ok(())
+}
+
+pub fn close_session(h: CK_SESSION_HANDLE) -> CkResult<()> {
+    let entry = {
+        let mut guard = MODULE.write();
+        let m = guard
+            .as_mut()
+            .filter(|m| m.pid == std::process::id())
+            .ok_or(CkError::CryptokiNotInitialized)?;
+        if POISONED.load(Ordering::SeqCst) {
+            return Err(CkError::GeneralError);
+        }
+        m.sessions.remove(&h).ok_or(CkError::SessionHandleInvalid)?
+    };
+    logout_if_last(entry.slot, &entry.reader, entry.key)
+}
+
+pub fn close_all_sessions(slot: CK_SLOT_ID) -> CkResult<()> {
+    let (reader, _, key) = reader_of_slot(slot)?;
+    {
+        let mut guard = MODULE.write();
+        if let Some(m) = guard.as_mut() {
+            m.sessions.retain(|_, e| e.slot != slot);
+        }
+    }
+    logout_if_last(slot, &reader, key)
+}
+
+pub fn get_session_info(h: CK_SESSION_HANDLE) -> CkResult<CK_SESSION_INFO> {
+    with_session(h, |e, _, r| {
+        let logged_in = card(r)?.token(e.key).pin.is_some();
+        let state = match (e.rw, logged_in) {
+            (false, false) => CKS_RO_PUBLIC_SESSION,
+            (false, true) => CKS_RO_USER_FUNCTIONS,
+            (true, false) => CKS_RW_PUBLIC_SESSION,
+            (true, true) => CKS_RW_USER_FUNCTIONS,
+        };
+        let mut flags = CKF_SERIAL_SESSION;
+        if e.rw {
+            flags |= CKF_RW_SESSION;
+        }
+        Ok(CK_SESSION_INFO {
+            slotID: e.slot,
+            state,
+            flags,
+            ulDeviceError: 0,
+        })
+    })
+}
+
+/// Checks a PIN's format for `key` (never sending a malformed one to the card).
+fn checked_pin(key: KeyRef, pin: &[u8]) -> CkResult<Zeroizing<Vec<u8>>> {
+    match normalize_pin(key, pin) {
+        Ok(p) => Ok(Zeroizing::new(p)),
+        Err(PinFormat::Length) => Err(CkError::PinLenRange),
+        Err(PinFormat::Characters) => Err(CkError::PinInvalid),
+    }
+}
+
+pub fn login(h: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: Option<&[u8]>) -> CkResult<()> {
+    with_session(h, |e, s, r| {
+        let key = e.key;
+        match user_type {
+            CKU_USER => {
+                if card(r)?.token(key).pin.is_some() {
+                    return Err(CkError::UserAlreadyLoggedIn);
+                }
+            }
+            CKU_CONTEXT_SPECIFIC => {
+                if !s.sign.as_ref().is_some_and(|op| op.always_authenticate) {
+                    return Err(CkError::OperationNotInitialized);
+                }
+            }
+            CKU_SO => return Err(CkError::UserTypeInvalid),
+            _ => return Err(CkError::UserTypeInvalid),
+        }
+        let pin = pin.ok_or(CkError::ArgumentsBad)?;
+        let pin = checked_pin(key, pin)?;
+        let c = card(r)?;
+        if c.token(key).tries == Some(PinTries::Blocked) {
+            return Err(CkError::PinLocked);
+        }
+        if let Err(err) = c.verify_pin(key, &pin) {
+            return Err(card_error(r, err, Context::Login));
+        }
+        if user_type == CKU_USER {
+            card(r)?.token_mut(key).pin = Some(pin);
+        } else if let Some(op) = s.sign.as_mut() {
+            op.context_pin = Some(pin);
+        }
+        Ok(())
+    })
+}
+
+pub fn logout(h: CK_SESSION_HANDLE) -> CkResult<()> {
+    with_session(h, |e, _, r| {
+        let t = card(r)?.token_mut(e.key);
+        if t.pin.take().is_none() {
+            return Err(CkError::UserNotLoggedIn);
+        }
+        Ok(())
+    })
+}
+
+pub fn set_pin(h: CK_SESSION_HANDLE, old: Option<&[u8]>, new: Option<&[u8]>) -> CkResult<()> {
+    with_session(h, |e, _, r| {
+        if !e.rw {
+            return Err(CkError::SessionReadOnly);
+        }
+        let (old, new) = (
+            old.ok_or(CkError::ArgumentsBad)?,
+            new.ok_or(CkError::ArgumentsBad)?,
+        );
+        // An old PIN of the wrong format cannot be right: refuse it without a try.
+        let old = checked_pin(e.key, old).map_err(|_| CkError::PinIncorrect)?;
+        let new = checked_pin(e.key, new)?;
+        let c = card(r)?;
+        if c.token(e.key).tries == Some(PinTries::Blocked) {
+            return Err(CkError::PinLocked);
+        }
+        if let Err(err) = c.change_pin(e.key, &old, &new) {
+            return Err(card_error(r, err, Context::Login));
+        }
+        let t = card(r)?.token_mut(e.key);
+        if t.pin.is_some() {
+            t.pin = Some(new);
+        }
+        Ok(())
+    })
+}
+
+/// Loads the certificate an object is built from.
+fn load_cert(r: &mut Reader, key: KeyRef, src: Source) -> CkResult<Arc<Cert>> {
+    let c = card(r)?;
+    let res = match src {
+        Source::Own => {
+            let pin = c.token(key).pin.clone();
+            c.cert(key, pin.as_deref().map(|p| p.as_slice()))
+        }
+        Source::Ca => c.ca_cert(key),
+    };
+    res.map_err(|e| card_error(r, e, Context::Read))
+}
+
+/// The object behind handle `o` in this session, if the session may see it.
+fn visible_object(e: &SessionEntry, r: &mut Reader, o: CK_OBJECT_HANDLE) -> CkResult<Obj> {
+    let logged_in = card(r)?.token(e.key).pin.is_some();
+    Obj::from_handle(e.key, o)
+        .filter(|obj| obj.visible(e.key, logged_in))
+        .ok_or(CkError::ObjectHandleInvalid)
+}
+
+pub fn find_objects_init(h: CK_SESSION_HANDLE, template: Template) -> CkResult<()> {
+    with_session(h, |e, s, r| {
+        if s.find.is_some() {
+            return Err(CkError::OperationActive);
+        }
+        let key = e.key;
+        let logged_in = card(r)?.token(key).pin.is_some();
+        let mut found = Vec::new();
+        'objects: for obj in objects::ALL {
+            if !obj.visible(key, logged_in) {
+                continue;
+            }
+            // Attributes known without the card first, so that a search by class or id does
+            // not read certificates it does not need.
+            let (cheap, costly): (Vec<_>, Vec<_>) = template
+                .iter()
+                .partition(|(ty, _)| !objects::needs_cert(key, obj, *ty));
+            for (ty, want) in cheap.into_iter().chain(costly) {
+                let got = objects::attr(key, obj, *ty, &mut |src| load_cert(r, key, src))?;
+                if got != AttrValue::Value(want.clone()) {
+                    continue 'objects;
+                }
+            }
+            found.push(obj.handle(key));
+        }
+        s.find = Some(FindOp { found, pos: 0 });
+        Ok(())
+    })
+}
+
+pub fn find_objects(h: CK_SESSION_HANDLE, max: usize) -> CkResult<Vec<CK_OBJECT_HANDLE>> {
+    with_session(h, |_, s, _| {
+        let op = s.find.as_mut().ok_or(CkError::OperationNotInitialized)?;
+        let end = op.found.len().min(op.pos.saturating_add(max));
+        let out = op.found[op.pos..end].to_vec();
+        op.pos = end;
+        Ok(out)
+    })
+}
+
+pub fn find_objects_final(h: CK_SESSION_HANDLE) -> CkResult<()> {
+    with_session(h, |_, s, _| {
+        s.find
+            .take()
+            .map(|_| ())
+            .ok_or(CkError::OperationNotInitialized)
+    })
+}
+
+pub fn get_attribute_value(
+    h: CK_SESSION_HANDLE,
+    o: CK_OBJECT_HANDLE,
+    types: &[CK_ATTRIBUTE_TYPE],
+) -> CkResult<Vec<AttrValue>> {
+    with_session(h, |e, _, r| {
+        let obj = visible_object(e, r, o)?;
+        types
+            .iter()
+            .map(|ty| objects::attr(e.key, obj, *ty, &mut |src| load_cert(r, e.key, src)))
+            .collect()
+    })
+}
+
+pub fn get_object_size(h: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE) -> CkResult<CK_ULONG> {
+    with_session(h, |e, _, r| {
+        visible_object(e, r, o)?;
+        Ok(CK_UNAVAILABLE_INFORMATION)
+    })
+}
+
+/// The key object for an operation: must be `want` (private key to sign, public key to verify).
+fn op_key(e: &SessionEntry, r: &mut Reader, o: CK_OBJECT_HANDLE, want: Obj) -> CkResult<()> {
+    let logged_in = card(r)?.token(e.key).pin.is_some();
+    match Obj::from_handle(e.key, o) {
+        Some(obj) if obj == want && obj.visible(e.key, logged_in) => Ok(()),
+        // A private key handle from before a logout.
+        Some(Obj::PrivateKey) if want == Obj::PrivateKey => Err(CkError::UserNotLoggedIn),
+        Some(Obj::PrivateKey | Obj::PublicKey) if obj_visible(e, o, logged_in) => {
+            Err(CkError::KeyFunctionNotPermitted)
+        }
+        _ => Err(CkError::KeyHandleInvalid),
+    }
+}
+
+fn obj_visible(e: &SessionEntry, o: CK_OBJECT_HANDLE, logged_in: bool) -> bool {
+    Obj::from_handle(e.key, o).is_some_and(|obj| obj.visible(e.key, logged_in))
+}
+
+pub fn sign_init(
+    h: CK_SESSION_HANDLE,
+    m: &Mechanism,
+    key_handle: CK_OBJECT_HANDLE,
+) -> CkResult<()> {
+    with_session(h, |e, s, r| {
+        if s.sign.is_some() {
+            return Err(CkError::OperationActive);
+        }
+        let mech = mechanism::parse(m)?;
+        op_key(e, r, key_handle, Obj::PrivateKey)?;
+        if mech.is_pss() && !card(r)?.pss_ok {
+            return Err(CkError::MechanismInvalid);
+        }
+        let cert = load_cert(r, e.key, Source::Own)?;
+        s.sign = Some(SignOp {
+            mech,
+            input: Input::new(mech),
+            multipart: false,
+            cert,
+            always_authenticate: e.key == KeyRef::Sign,
+            context_pin: None,
+        });
+        Ok(())
+    })
+}
+
+pub fn sign_len(h: CK_SESSION_HANDLE) -> CkResult<usize> {
+    with_session(h, |_, s, _| {
+        s.sign
+            .as_ref()
+            .map(|op| op.cert.sig_len())
+            .ok_or(CkError::OperationNotInitialized)
+    })
+}
+
+/// Signs on the card, then verifies the signature with the certificate's key before returning
+/// it. A failed re-verification of the held PIN logs the token out: the PIN is never tried twice.
+fn finish_sign(e: &SessionEntry, r: &mut Reader, mut op: SignOp) -> CkResult<Vec<u8>> {
+    let key = e.key;
+    let sig_len = op.cert.sig_len();
+    let (mode, input) = op.mech.card_input(&op.input.finish(), sig_len)?;
+    let c = card(r)?;
+    let held = c.token(key).pin.clone().ok_or(CkError::UserNotLoggedIn)?;
+    let pin = if op.always_authenticate {
+        op.context_pin.take().ok_or(CkError::UserNotLoggedIn)?
+    } else {
+        held
+    };
+    match c.sign(key, &pin, mode, &input, sig_len) {
+        Ok(sig) => {
+            if op.mech.verify(&op.cert.public_key, &input, &sig) {
+                return Ok(sig);
+            }
+            crate::log::debug(format_args!(
+                "card signature did not verify ({:?})",
+                op.mech
+            ));
+            if op.mech.is_pss() {
+                // [uncertain] PSS parameters of a real card: stop offering PSS for this card.
+                c.pss_ok = false;
+            }
+            Err(CkError::FunctionFailed)
+        }
+        Err(Error::Status(sw)) if PinTries::from_sw(sw).is_some() => {
+            // The held PIN no longer works (changed or blocked elsewhere): forget it.
+            c.token_mut(key).pin = None;
+            Err(Error::Status(sw).to_ck(Context::Sign))
+        }
+        Err(Error::Status(0x6A86)) if op.mech.is_pss() => {
+            c.pss_ok = false;
+            Err(CkError::MechanismInvalid)
+        }
+        Err(err) => Err(card_error(r, err, Context::Sign)),
+    }
+}
+
+pub fn sign(h: CK_SESSION_HANDLE, data: &[u8]) -> CkResult<Vec<u8>> {
+    with_session(h, |e, s, r| {
+        let mut op = s.sign.take().ok_or(CkError::OperationNotInitialized)?;
+        if op.multipart {
+            return Err(CkError::OperationActive);
+        }
+        op.input.update(data)?;
+        finish_sign(e, r, op)
+    })
+}
+
+pub fn sign_update(h: CK_SESSION_HANDLE, data: &[u8]) -> CkResult<()> {
+    with_session(h, |_, s, _| {
+        let op = s.sign.as_mut().ok_or(CkError::OperationNotInitialized)?;
+        op.multipart = true;
+        if let Err(err) = op.input.update(data) {
+            s.sign = None;
+            return Err(err);
+        }
+        Ok(())
+    })
+}
+
+pub fn sign_final(h: CK_SESSION_HANDLE) -> CkResult<Vec<u8>> {
+    with_session(h, |e, s, r| {
+        let op = s.sign.take().ok_or(CkError::OperationNotInitialized)?;
+        finish_sign(e, r, op)
+    })
+}
+
+pub fn verify_init(
+    h: CK_SESSION_HANDLE,
+    m: &Mechanism,
+    key_handle: CK_OBJECT_HANDLE,
+) -> CkResult<()> {
+    with_session(h, |e, s, r| {
+        if s.verify.is_some() {
+            return Err(CkError::OperationActive);
+        }
+        let mech = mechanism::parse(m)?;
+        op_key(e, r, key_handle, Obj::PublicKey)?;
+        let cert = load_cert(r, e.key, Source::Own)?;
+        s.verify = Some(VerifyOp {
+            mech,
+            input: Input::new(mech),
+            multipart: false,
+            cert,
+        });
+        Ok(())
+    })
+}
+
+fn finish_verify(op: VerifyOp, sig: &[u8]) -> CkResult<()> {
+    let sig_len = op.cert.sig_len();
+    if sig.len() != sig_len {
+        return Err(CkError::SignatureLenRange);
+    }
+    let (_, input) = op.mech.card_input(&op.input.finish(), sig_len)?;
+    if op.mech.verify(&op.cert.public_key, &input, sig) {
+        Ok(())
+    } else {
+        Err(CkError::SignatureInvalid)
+    }
+}
+
+pub fn verify(h: CK_SESSION_HANDLE, data: &[u8], sig: &[u8]) -> CkResult<()> {
+    with_session(h, |_, s, _| {
+        let mut op = s.verify.take().ok_or(CkError::OperationNotInitialized)?;
+        if op.multipart {
+            return Err(CkError::OperationActive);
+        }
+        op.input.update(data)?;
+        finish_verify(op, sig)
+    })
+}
+
+pub fn verify_update(h: CK_SESSION_HANDLE, data: &[u8]) -> CkResult<()> {
+    with_session(h, |_, s, _| {
+        let op = s.verify.as_mut().ok_or(CkError::OperationNotInitialized)?;
+        op.multipart = true;
+        if let Err(err) = op.input.update(data) {
+            s.verify = None;
+            return Err(err);
+        }
+        Ok(())
+    })
+}
+
+pub fn verify_final(h: CK_SESSION_HANDLE, sig: &[u8]) -> CkResult<()> {
+    with_session(h, |_, s, _| {
+        let op = s.verify.take().ok_or(CkError::OperationNotInitialized)?;
+        finish_verify(op, sig)
+    })
+}
+
+pub fn generate_random(h: CK_SESSION_HANDLE, len: usize) -> CkResult<Vec<u8>> {
+    with_session(h, |_, _, r| match card(r)?.random(len) {
+        Ok(v) => Ok(v),
+        Err(err) => Err(card_error(r, err, Context::Read)),
+    })
+}
+
+pub fn seed_random(h: CK_SESSION_HANDLE) -> CkResult<()> {
+    with_session(h, |_, _, _| Err(CkError::RandomSeedNotSupported))
+}
+
+/// APDUs this module has sent to the card in `slot`'s reader since it was bound (for tests).
+pub fn apdus_sent(slot: CK_SLOT_ID) -> CkResult<usize> {
+    let (reader, _, _) = reader_of_slot(slot)?;
+    let r = reader.lock();
+    Ok(r.card.as_ref().map_or(0, |c| c.apdus))
+}

@@ -1,1 +1,47 @@
-//! placeholder
+//! The card: a transport seam ([`CardSystem`], [`CardChannel`], [`Transaction`]) with a PC/SC
+//! implementation ([`pcsc`]) and an in-process one ([`inproc`]) for tests, APDU framing
+//! ([`apdu`]), and the JPKI application's operations ([`jpki`]).
+
+pub mod apdu;
+// pub mod inproc; (enabled with the virtual card)
+pub mod jpki;
+pub mod pcsc;
+
+use crate::error::Error;
+
+/// Presence of a card in a reader, as the reader reports it (no card I/O).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReaderStatus {
+    /// A card is in the reader.
+    pub present: bool,
+    /// Changes whenever a card is inserted or removed (PC/SC event counter).
+    pub events: u32,
+}
+
+/// The readers of the machine.
+pub trait CardSystem: Send + Sync {
+    /// Names of the readers now attached. An unavailable service gives an empty list.
+    fn list_readers(&self) -> Vec<String>;
+    /// Whether a card is present in `reader`, without talking to the card.
+    fn reader_status(&self, reader: &str) -> ReaderStatus;
+    /// Connects to the card in `reader` (shared mode).
+    fn connect(&self, reader: &str) -> Result<Box<dyn CardChannel>, Error>;
+}
+
+/// A connection to one card.
+pub trait CardChannel: Send {
+    /// Starts an exclusive transaction: no other process can talk to the card until it ends
+    /// (when the returned value is dropped). Reconnects transparently if another process reset
+    /// the card since the last transaction.
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, Error>;
+    /// Resets the card, which clears every security state. Last resort only.
+    fn reset(&mut self) -> Result<(), Error>;
+    /// Disconnects, leaving the card as it is (never an implicit reset).
+    fn disconnect(self: Box<Self>);
+}
+
+/// Sends APDUs inside a transaction.
+pub trait Transaction {
+    /// Sends one command APDU and returns the raw response (data followed by SW1 SW2).
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, Error>;
+}

@@ -1,1 +1,254 @@
-//! placeholder
+//! The PKCS#11 view of one My Number Card in one reader: the card's two tokens (authentication,
+//! signature), what is cached about them, and every card operation the tokens need, each run as
+//! one PC/SC transaction that begins by selecting the JPKI application and, if a PIN was
+//! presented, ends by dropping the card's security state.
+//!
+//! **The card is never left unlocked.** A VERIFY opens a key for every process on the machine
+//! until another application is selected or the card is reset. So [`BoundCard::run`] selects
+//! another application before it ends any transaction that presented a PIN, and resets the card
+//! if that fails. A login that outlives one call is kept as the PIN itself, in zeroized memory,
+//! and presented again inside the transaction that needs it.
+
+pub mod cert;
+pub mod mechanism;
+pub mod objects;
+
+use crate::card::apdu::{hex, Exchange};
+use crate::card::jpki::{self, KeyRef, PinTries, SignMode};
+use crate::card::CardChannel;
+use crate::error::Error;
+use cert::Cert;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// What is known about one token (one key pair) of a bound card.
+#[derive(Default)]
+pub struct TokenState {
+    /// The PIN of a logged-in user, held to re-verify inside later transactions.
+    pub pin: Option<Zeroizing<Vec<u8>>>,
+    /// Tries left, as last read from the card.
+    pub tries: Option<PinTries>,
+    /// The key pair's certificate, once read.
+    pub cert: Option<Arc<Cert>>,
+    /// The issuing CA's certificate, once read.
+    pub ca: Option<Arc<Cert>>,
+}
+
+/// A My Number Card connected in a reader.
+pub struct BoundCard {
+    chan: Box<dyn CardChannel>,
+    /// Token serial number (from the authentication certificate's serial).
+    pub serial: String,
+    /// The first bytes of the authentication certificate, read at bind time.
+    auth_head: Vec<u8>,
+    tokens: [TokenState; 2],
+    /// False once the card refused PSS or returned a PSS signature that did not verify.
+    pub pss_ok: bool,
+    /// APDUs sent to this card (for tests and benchmarks).
+    pub apdus: usize,
+}
+
+/// Index of a key's token state.
+fn ix(key: KeyRef) -> usize {
+    match key {
+        KeyRef::Auth => 0,
+        KeyRef::Sign => 1,
+    }
+}
+
+impl BoundCard {
+    /// Checks that the card is a My Number Card (selects the JPKI application) and reads what
+    /// identifies it (the start of the authentication certificate, for the serial number).
+    pub fn bind(chan: Box<dyn CardChannel>) -> Result<BoundCard, Error> {
+        let mut card = BoundCard {
+            chan,
+            serial: String::new(),
+            auth_head: Vec::new(),
+            tokens: Default::default(),
+            pss_ok: true,
+            apdus: 0,
+        };
+        let head = card.run(|x| jpki::read_head(x, KeyRef::Auth.cert_ef()))?;
+        let serial = cert::serial_from_head(&head).unwrap_or_default();
+        // The token serial is 16 characters: keep the low-order end of the certificate serial.
+        let hexed = hex(&serial);
+        card.serial = hexed[hexed.len().saturating_sub(16)..].to_string();
+        card.auth_head = head;
+        Ok(card)
+    }
+
+    pub fn token(&self, key: KeyRef) -> &TokenState {
+        &self.tokens[ix(key)]
+    }
+
+    pub fn token_mut(&mut self, key: KeyRef) -> &mut TokenState {
+        &mut self.tokens[ix(key)]
+    }
+
+    /// Runs `f` inside one transaction, after selecting the JPKI application. If `f` presented a
+    /// PIN, the card's security state is dropped before the transaction ends (by selecting another
+    /// application, or by resetting the card if no other application can be selected), whatever
+    /// `f` returned.
+    pub fn run<T>(
+        &mut self,
+        f: impl FnOnce(&mut Exchange<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let (result, must_reset) = {
+            let mut tx = self.chan.transaction()?;
+            let mut x = Exchange::new(&mut *tx);
+            let result = jpki::select_jpki(&mut x).and_then(|()| f(&mut x));
+            let mut must_reset = false;
+            if x.pin_presented {
+                match jpki::drop_security_state(&mut x) {
+                    Ok(()) => {}
+                    // The card is gone: nothing is left unlocked.
+                    Err(Error::CardRemoved) => {}
+                    Err(_) => must_reset = true,
+                }
+            }
+            self.apdus += x.sent;
+            (result, must_reset)
+        };
+        if must_reset {
+            crate::log::debug(format_args!(
+                "could not leave the JPKI application: resetting the card"
+            ));
+            self.chan.reset()?;
+        }
+        result
+    }
+
+    /// Reads the tries left on `key`'s PIN (costs no try) and remembers them.
+    pub fn refresh_tries(&mut self, key: KeyRef) -> Result<PinTries, Error> {
+        let tries = self.run(|x| jpki::pin_tries(x, key))?;
+        self.token_mut(key).tries = Some(tries);
+        Ok(tries)
+    }
+
+    /// Remembers what a VERIFY's status word says about the tries left.
+    fn note_verify_result(&mut self, key: KeyRef, res: &Result<(), Error>) {
+        match res {
+            Ok(()) => self.token_mut(key).tries = Some(PinTries::Left(key.max_tries())),
+            Err(Error::Status(sw)) => {
+                if let Some(t) = PinTries::from_sw(*sw) {
+                    self.token_mut(key).tries = Some(t);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Presents `pin` (normalized) for `key` once. On success, for the signature key, also reads
+    /// the signature certificate while the card allows it. Does not keep the PIN: the caller does.
+    pub fn verify_pin(&mut self, key: KeyRef, pin: &[u8]) -> Result<(), Error> {
+        let need_cert = key == KeyRef::Sign && self.token(key).cert.is_none();
+        let mut cert_der = None;
+        let res = self.run(|x| {
+            jpki::verify(x, key, pin)?;
+            if need_cert {
+                // A failure to read is not a failed login: the certificate is read again later.
+                cert_der = jpki::read_der_file(x, key.cert_ef(), &[]).ok();
+            }
+            Ok(())
+        });
+        self.note_verify_result(key, &res);
+        res?;
+        if let Some(der) = cert_der {
+            self.token_mut(key).cert = Some(Arc::new(Cert::parse(der)?));
+        }
+        Ok(())
+    }
+
+    /// The certificate of `key`, read from the card on first use. The signature certificate can
+    /// only be read with the PIN, so `pin` must be given for it.
+    pub fn cert(&mut self, key: KeyRef, pin: Option<&[u8]>) -> Result<Arc<Cert>, Error> {
+        if let Some(c) = &self.token(key).cert {
+            return Ok(c.clone());
+        }
+        let head = if key == KeyRef::Auth {
+            self.auth_head.clone()
+        } else {
+            Vec::new()
+        };
+        let der = match (key, pin) {
+            (KeyRef::Auth, _) => self.run(|x| jpki::read_der_file(x, key.cert_ef(), &head))?,
+            (KeyRef::Sign, Some(pin)) => {
+                let res = self.run(|x| {
+                    jpki::verify(x, key, pin)?;
+                    jpki::read_der_file(x, key.cert_ef(), &[])
+                });
+                self.note_verify_result(key, &res.as_ref().map(|_| ()).map_err(Clone::clone));
+                res?
+            }
+            (KeyRef::Sign, None) => return Err(Error::Status(0x6982)),
+        };
+        let cert = Arc::new(Cert::parse(der)?);
+        self.token_mut(key).cert = Some(cert.clone());
+        Ok(cert)
+    }
+
+    /// The issuing CA certificate of `key`, read from the card on first use.
+    pub fn ca_cert(&mut self, key: KeyRef) -> Result<Arc<Cert>, Error> {
+        if let Some(c) = &self.token(key).ca {
+            return Ok(c.clone());
+        }
+        let der = self.run(|x| jpki::read_der_file(x, key.ca_ef(), &[]))?;
+        let cert = Arc::new(Cert::parse(der)?);
+        self.token_mut(key).ca = Some(cert.clone());
+        Ok(cert)
+    }
+
+    /// Presents `pin` and signs `data` with `key` in one transaction. The caller verifies the
+    /// signature before handing it out.
+    pub fn sign(
+        &mut self,
+        key: KeyRef,
+        pin: &[u8],
+        mode: SignMode,
+        data: &[u8],
+        sig_len: usize,
+    ) -> Result<Vec<u8>, Error> {
+        let mut verified = Ok(());
+        let res = self.run(|x| {
+            verified = jpki::verify(x, key, pin);
+            verified.clone()?;
+            jpki::sign(x, key, mode, data, sig_len)
+        });
+        self.note_verify_result(key, &verified);
+        res
+    }
+
+    /// Random bytes from the card.
+    pub fn random(&mut self, len: usize) -> Result<Vec<u8>, Error> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.run(|x| jpki::random(x, len))
+    }
+
+    /// Changes `key`'s PIN: presents `old`, then sets `new` (both normalized).
+    pub fn change_pin(&mut self, key: KeyRef, old: &[u8], new: &[u8]) -> Result<(), Error> {
+        let mut verified = Ok(());
+        let res = self.run(|x| {
+            verified = jpki::verify(x, key, old);
+            verified.clone()?;
+            jpki::change_pin(x, key, new)
+        });
+        self.note_verify_result(key, &verified);
+        res
+    }
+
+    /// Forgets every PIN and the personal data (signature certificate) of this card.
+    pub fn forget_secrets(&mut self) {
+        for t in &mut self.tokens {
+            t.pin = None;
+        }
+        self.tokens[ix(KeyRef::Sign)].cert = None;
+    }
+
+    /// Disconnects, leaving the card as it is.
+    pub fn disconnect(mut self) {
+        self.forget_secrets();
+        self.chan.disconnect();
+    }
+}

@@ -1,0 +1,351 @@
+//! The JPKI application of the My Number Card: which files and keys exist, and the operations
+//! the module performs, each as a short sequence of APDUs inside one transaction
+//! ([`Exchange`]). See `shared/reference/jpki-card.md` for the card's interface.
+
+use super::apdu::{command, Exchange};
+use crate::error::Error;
+
+/// AID of the JPKI application (公的個人認証AP). Always sent in full.
+pub const JPKI_AID: [u8; 10] = [0xD3, 0x92, 0xF0, 0x00, 0x26, 0x01, 0x00, 0x00, 0x00, 0x01];
+/// AID of the GlobalPlatform issuer security domain: selecting it clears JPKI security state.
+pub const ISD_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00];
+/// AID of the 券面事項入力補助AP, the second choice for leaving the JPKI application.
+pub const KENMEN_HOJO_AID: [u8; 10] = [0xD3, 0x92, 0x10, 0x00, 0x31, 0x00, 0x01, 0x01, 0x04, 0x08];
+
+/// Largest certificate the module accepts from a file (a JPKI certificate is about 1.6 kB).
+pub const MAX_CERT_LEN: usize = 8192;
+
+/// One of the card's two key pairs, with its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyRef {
+    /// User authentication (利用者証明用): 4-digit PIN, 3 tries.
+    Auth,
+    /// Digital signature (署名用): 6–16 character password, 5 tries.
+    Sign,
+}
+
+impl KeyRef {
+    pub fn pin_ef(self) -> u16 {
+        match self {
+            KeyRef::Auth => 0x0018,
+            KeyRef::Sign => 0x001B,
+        }
+    }
+    pub fn key_ef(self) -> u16 {
+        match self {
+            KeyRef::Auth => 0x0017,
+            KeyRef::Sign => 0x001A,
+        }
+    }
+    pub fn cert_ef(self) -> u16 {
+        match self {
+            KeyRef::Auth => 0x000A,
+            KeyRef::Sign => 0x0001,
+        }
+    }
+    pub fn ca_ef(self) -> u16 {
+        match self {
+            KeyRef::Auth => 0x000B,
+            KeyRef::Sign => 0x0002,
+        }
+    }
+    /// Tries of a fresh (or just correctly verified) PIN.
+    pub fn max_tries(self) -> u8 {
+        match self {
+            KeyRef::Auth => 3,
+            KeyRef::Sign => 5,
+        }
+    }
+    pub fn min_pin_len(self) -> usize {
+        match self {
+            KeyRef::Auth => 4,
+            KeyRef::Sign => 6,
+        }
+    }
+    pub fn max_pin_len(self) -> usize {
+        match self {
+            KeyRef::Auth => 4,
+            KeyRef::Sign => 16,
+        }
+    }
+}
+
+/// Why a PIN was refused before it reached the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinFormat {
+    /// Too short or too long.
+    Length,
+    /// A character the card cannot hold.
+    Characters,
+}
+
+/// Checks a PIN's format and returns the bytes the card expects: authentication PIN exactly 4
+/// digits; signature password 6–16 of `A–Z 0–9`, lower case folded to upper case. A PIN that
+/// fails here is never sent (a malformed PIN would burn a try for nothing).
+pub fn normalize_pin(key: KeyRef, pin: &[u8]) -> Result<Vec<u8>, PinFormat> {
+    if pin.len() < key.min_pin_len() || pin.len() > key.max_pin_len() {
+        return Err(PinFormat::Length);
+    }
+    match key {
+        KeyRef::Auth if pin.iter().all(u8::is_ascii_digit) => Ok(pin.to_vec()),
+        KeyRef::Sign if pin.iter().all(u8::is_ascii_alphanumeric) => Ok(pin.to_ascii_uppercase()),
+        _ => Err(PinFormat::Characters),
+    }
+}
+
+/// Tries left on a PIN, as the card tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinTries {
+    Left(u8),
+    Blocked,
+}
+
+impl PinTries {
+    /// Interprets the status word of a VERIFY; `None` if it says nothing about tries.
+    pub fn from_sw(sw: u16) -> Option<PinTries> {
+        match sw {
+            0x63C0 | 0x6983 | 0x6984 => Some(PinTries::Blocked),
+            sw if sw & 0xFFF0 == 0x63C0 => Some(PinTries::Left((sw & 0x0F) as u8)),
+            _ => None,
+        }
+    }
+}
+
+/// Selects the JPKI application. `6A82`/`6A86` mean this is not a My Number Card.
+pub fn select_jpki(x: &mut Exchange<'_>) -> Result<(), Error> {
+    match x.send(&command(0, 0xA4, 0x04, 0x0C, &JPKI_AID, None))?.sw {
+        0x9000 => Ok(()),
+        0x6A82 | 0x6A86 | 0x6D00 | 0x6E00 => Err(Error::NotJpki),
+        sw => Err(Error::Status(sw)),
+    }
+}
+
+/// Selects an elementary file of the current application.
+pub fn select_ef(x: &mut Exchange<'_>, fid: u16) -> Result<(), Error> {
+    x.send(&command(0, 0xA4, 0x02, 0x0C, &fid.to_be_bytes(), None))?
+        .ok_empty()
+}
+
+/// Leaves the JPKI application, which clears its security state: selects the ISD, or if the card
+/// refuses, the 券面事項入力補助AP. Returns an error if neither could be selected: the caller must
+/// then reset the card.
+pub fn drop_security_state(x: &mut Exchange<'_>) -> Result<(), Error> {
+    for aid in [&ISD_AID[..], &KENMEN_HOJO_AID[..]] {
+        if x.send(&command(0, 0xA4, 0x04, 0x0C, aid, None))?.sw == 0x9000 {
+            return Ok(());
+        }
+    }
+    Err(Error::Malformed("no other application could be selected"))
+}
+
+/// Length of a DER element from its first bytes (tag + length), if they are complete.
+pub fn der_total_len(head: &[u8]) -> Result<usize, Error> {
+    if head.len() < 2 || head[0] != 0x30 {
+        return Err(Error::Malformed(
+            "certificate file does not start with a SEQUENCE",
+        ));
+    }
+    let (hdr, len) = match head[1] {
+        n @ 0..=0x7F => (2, n as usize),
+        0x81 if head.len() >= 3 => (3, head[2] as usize),
+        0x82 if head.len() >= 4 => (4, u16::from_be_bytes([head[2], head[3]]) as usize),
+        _ => {
+            return Err(Error::Malformed(
+                "unsupported DER length in certificate file",
+            ))
+        }
+    };
+    let total = hdr + len;
+    if total > MAX_CERT_LEN {
+        return Err(Error::Malformed(
+            "certificate longer than the module accepts",
+        ));
+    }
+    Ok(total)
+}
+
+/// Reads from the current EF at `offset`, asking for `le` bytes (0 = 256). Checks the answer is
+/// not longer than asked for.
+pub fn read_binary(x: &mut Exchange<'_>, offset: usize, le: u8) -> Result<Vec<u8>, Error> {
+    if offset > 0x7FFF {
+        return Err(Error::Malformed("read offset beyond 15 bits"));
+    }
+    let data = x
+        .send(&command(
+            0,
+            0xB0,
+            (offset >> 8) as u8,
+            offset as u8,
+            &[],
+            Some(le),
+        ))?
+        .ok()?;
+    let want = if le == 0 { 256 } else { le as usize };
+    if data.len() > want {
+        return Err(Error::Malformed("READ BINARY answered more than asked for"));
+    }
+    if data.is_empty() {
+        return Err(Error::Malformed("READ BINARY answered no data"));
+    }
+    Ok(data)
+}
+
+/// Reads the DER object (a certificate) in EF `fid`: selects it, then reads 256-byte chunks up
+/// to the length in the DER header (the file is padded with filler after it). `head` may hold
+/// bytes already read from the start of the file.
+pub fn read_der_file(x: &mut Exchange<'_>, fid: u16, head: &[u8]) -> Result<Vec<u8>, Error> {
+    select_ef(x, fid)?;
+    let mut out = head.to_vec();
+    if out.len() < 4 {
+        out = read_binary(x, 0, 0)?;
+    }
+    let total = der_total_len(&out)?;
+    while out.len() < total {
+        let left = total - out.len();
+        let le = if left >= 256 { 0 } else { left as u8 };
+        let chunk = read_binary(x, out.len(), le)?;
+        out.extend_from_slice(&chunk);
+    }
+    out.truncate(total);
+    Ok(out)
+}
+
+/// Reads the first chunk (up to 256 bytes) of EF `fid`.
+pub fn read_head(x: &mut Exchange<'_>, fid: u16) -> Result<Vec<u8>, Error> {
+    select_ef(x, fid)?;
+    read_binary(x, 0, 0)
+}
+
+/// Asks the card how many tries the PIN of `key` has left. The empty VERIFY costs no try.
+pub fn pin_tries(x: &mut Exchange<'_>, key: KeyRef) -> Result<PinTries, Error> {
+    select_ef(x, key.pin_ef())?;
+    let resp = x.send(&command(0, 0x20, 0x00, 0x80, &[], None))?;
+    match PinTries::from_sw(resp.sw) {
+        Some(t) => Ok(t),
+        // [uncertain] A card that answers 9000 to the empty VERIFY does not tell the count:
+        // report an error rather than guess.
+        None => Err(Error::Status(resp.sw)),
+    }
+}
+
+/// Presents `pin` (already normalized) for `key`. `Ok` means the key is now usable; a wrong PIN
+/// gives `Err(Status(63Cx))`, a blocked one `Err(Status(6983|6984))`.
+pub fn verify(x: &mut Exchange<'_>, key: KeyRef, pin: &[u8]) -> Result<(), Error> {
+    select_ef(x, key.pin_ef())?;
+    x.send(&command(0, 0x20, 0x00, 0x80, pin, None))?.ok_empty()
+}
+
+/// Card signing modes (P1 of COMPUTE DIGITAL SIGNATURE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignMode {
+    /// P1=00: PKCS#1 v1.5 type-1 padding over the data as sent (a DigestInfo).
+    Pkcs1Raw = 0x00,
+    /// P1=04: RSASSA-PSS over a 32-byte SHA-256 hash (MGF1-SHA-256, salt 32).
+    PssSha256Hash = 0x04,
+}
+
+/// Signs `data` with `key` (its PIN must have been verified in this transaction). Returns the
+/// signature, which must be `sig_len` bytes.
+pub fn sign(
+    x: &mut Exchange<'_>,
+    key: KeyRef,
+    mode: SignMode,
+    data: &[u8],
+    sig_len: usize,
+) -> Result<Vec<u8>, Error> {
+    if data.is_empty() || data.len() > 245 {
+        return Err(Error::Malformed("signing input length out of range"));
+    }
+    select_ef(x, key.key_ef())?;
+    let sig = x
+        .send(&command(0x80, 0x2A, mode as u8, 0x80, data, Some(0)))?
+        .ok()?;
+    if sig.len() != sig_len {
+        return Err(Error::Malformed("signature of the wrong length"));
+    }
+    Ok(sig)
+}
+
+/// Card random bytes from GET CHALLENGE, 8 at a time.
+pub fn random(x: &mut Exchange<'_>, len: usize) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let chunk = x.send(&command(0, 0x84, 0, 0, &[], Some(8)))?.ok()?;
+        if chunk.len() != 8 {
+            return Err(Error::Malformed("GET CHALLENGE answered the wrong length"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    out.truncate(len);
+    Ok(out)
+}
+
+/// Changes the PIN of `key` (already verified in this transaction) to `new` (normalized).
+pub fn change_pin(x: &mut Exchange<'_>, key: KeyRef, new: &[u8]) -> Result<(), Error> {
+    select_ef(x, key.pin_ef())?;
+    x.send(&command(0, 0x24, 0x01, 0x80, new, None))?.ok_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_formats() {
+        assert_eq!(normalize_pin(KeyRef::Auth, b"1234"), Ok(b"1234".to_vec()));
+        assert_eq!(normalize_pin(KeyRef::Auth, b"123"), Err(PinFormat::Length));
+        assert_eq!(
+            normalize_pin(KeyRef::Auth, b"12345"),
+            Err(PinFormat::Length)
+        );
+        assert_eq!(
+            normalize_pin(KeyRef::Auth, b"12a4"),
+            Err(PinFormat::Characters)
+        );
+        assert_eq!(normalize_pin(KeyRef::Auth, b""), Err(PinFormat::Length));
+        assert_eq!(
+            normalize_pin(KeyRef::Sign, b"abc123"),
+            Ok(b"ABC123".to_vec())
+        );
+        assert_eq!(
+            normalize_pin(KeyRef::Sign, b"ABC12"),
+            Err(PinFormat::Length)
+        );
+        assert_eq!(
+            normalize_pin(KeyRef::Sign, &[b'A'; 17]),
+            Err(PinFormat::Length)
+        );
+        assert_eq!(normalize_pin(KeyRef::Sign, &[b'A'; 16]), Ok(vec![b'A'; 16]));
+        assert_eq!(
+            normalize_pin(KeyRef::Sign, b"ABC 123"),
+            Err(PinFormat::Characters)
+        );
+        assert_eq!(
+            normalize_pin(KeyRef::Sign, "ABCÄ12".as_bytes()),
+            Err(PinFormat::Characters)
+        );
+    }
+
+    #[test]
+    fn tries_from_status_words() {
+        assert_eq!(PinTries::from_sw(0x63C3), Some(PinTries::Left(3)));
+        assert_eq!(PinTries::from_sw(0x63C1), Some(PinTries::Left(1)));
+        assert_eq!(PinTries::from_sw(0x63C0), Some(PinTries::Blocked));
+        assert_eq!(PinTries::from_sw(0x6984), Some(PinTries::Blocked));
+        assert_eq!(PinTries::from_sw(0x6983), Some(PinTries::Blocked));
+        assert_eq!(PinTries::from_sw(0x9000), None);
+        assert_eq!(PinTries::from_sw(0x6A86), None);
+    }
+
+    #[test]
+    fn der_lengths() {
+        assert_eq!(der_total_len(&[0x30, 0x82, 0x06, 0x21]), Ok(0x0621 + 4));
+        assert_eq!(der_total_len(&[0x30, 0x81, 0x80]), Ok(0x83));
+        assert_eq!(der_total_len(&[0x30, 0x05]), Ok(7));
+        assert!(der_total_len(&[0x31, 0x82, 0, 1]).is_err());
+        assert!(der_total_len(&[0x30, 0x82, 0xFF, 0xFF]).is_err());
+        assert!(der_total_len(&[0x30, 0x83, 0, 0, 1]).is_err());
+        assert!(der_total_len(&[0x30]).is_err());
+        assert!(der_total_len(&[0xFF, 0xFF, 0xFF, 0xFF]).is_err());
+    }
+}

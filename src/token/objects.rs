@@ -1,0 +1,315 @@
+//! The objects of each token and their attributes.
+//!
+//! | handle | auth token | | handle | signature token |
+//! |---|---|---|---|---|
+//! | 1 | certificate (public) | | 11 | certificate (after login) |
+//! | 2 | public key (public) | | 12 | public key (after login) |
+//! | 3 | private key (after login) | | 13 | private key (after login, always-authenticate) |
+//! | 4 | CA certificate | | 14 | CA certificate |
+//! | 5 | profile: public-certificates token | | 15 | profile: public-certificates token |
+//!
+//! Both tokens say they are public-certificates tokens, so that NSS (Firefox) lists certificates
+//! without asking for a PIN first. For the signature token this means Firefox never sees the
+//! signature certificate without the password, and never asks for the 5-try password during TLS
+//! client authentication.
+
+use super::cert::Cert;
+use crate::api::AttrValue;
+use crate::card::jpki::KeyRef;
+use crate::error::CkResult;
+use cryptoki_sys::*;
+use sha1::{Digest, Sha1};
+
+/// An object of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Obj {
+    Cert,
+    PublicKey,
+    PrivateKey,
+    CaCert,
+    Profile,
+}
+
+pub const ALL: [Obj; 5] = [
+    Obj::Cert,
+    Obj::PublicKey,
+    Obj::PrivateKey,
+    Obj::CaCert,
+    Obj::Profile,
+];
+
+impl Obj {
+    pub fn handle(self, key: KeyRef) -> CK_OBJECT_HANDLE {
+        let base = match key {
+            KeyRef::Auth => 0,
+            KeyRef::Sign => 10,
+        };
+        base + match self {
+            Obj::Cert => 1,
+            Obj::PublicKey => 2,
+            Obj::PrivateKey => 3,
+            Obj::CaCert => 4,
+            Obj::Profile => 5,
+        }
+    }
+
+    pub fn from_handle(key: KeyRef, h: CK_OBJECT_HANDLE) -> Option<Obj> {
+        ALL.into_iter().find(|o| o.handle(key) == h)
+    }
+
+    pub fn class(self) -> CK_OBJECT_CLASS {
+        match self {
+            Obj::Cert | Obj::CaCert => CKO_CERTIFICATE,
+            Obj::PublicKey => CKO_PUBLIC_KEY,
+            Obj::PrivateKey => CKO_PRIVATE_KEY,
+            Obj::Profile => CKO_PROFILE,
+        }
+    }
+
+    /// Private objects are visible only to a logged-in user.
+    pub fn private(self, key: KeyRef) -> bool {
+        match self {
+            Obj::PrivateKey => true,
+            Obj::Cert | Obj::PublicKey => key == KeyRef::Sign,
+            Obj::CaCert | Obj::Profile => false,
+        }
+    }
+
+    pub fn visible(self, key: KeyRef, logged_in: bool) -> bool {
+        logged_in || !self.private(key)
+    }
+
+    /// Which certificate the object's attributes come from, if any.
+    pub fn source(self) -> Option<Source> {
+        match self {
+            Obj::Cert | Obj::PublicKey | Obj::PrivateKey => Some(Source::Own),
+            Obj::CaCert => Some(Source::Ca),
+            Obj::Profile => None,
+        }
+    }
+}
+
+/// The certificate an object is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Own,
+    Ca,
+}
+
+/// `CKA_ID` of a token's key pair, and of its CA certificate.
+pub fn id(key: KeyRef, obj: Obj) -> Vec<u8> {
+    match (key, obj) {
+        (KeyRef::Auth, Obj::CaCert) => vec![0x03],
+        (KeyRef::Sign, Obj::CaCert) => vec![0x04],
+        (KeyRef::Auth, _) => vec![0x01],
+        (KeyRef::Sign, _) => vec![0x02],
+    }
+}
+
+/// `CKA_LABEL`: the same for a key pair's certificate, public and private key.
+pub fn label(key: KeyRef, obj: Obj) -> &'static str {
+    match (key, obj) {
+        (KeyRef::Auth, Obj::CaCert) => "User Authentication CA",
+        (KeyRef::Sign, Obj::CaCert) => "Digital Signature CA",
+        (KeyRef::Auth, Obj::Profile) => "User Authentication Profile",
+        (KeyRef::Sign, Obj::Profile) => "Digital Signature Profile",
+        (KeyRef::Auth, _) => "User Authentication",
+        (KeyRef::Sign, _) => "Digital Signature",
+    }
+}
+
+fn b(v: bool) -> AttrValue {
+    AttrValue::Value(vec![v as CK_BBOOL])
+}
+
+fn ul(v: CK_ULONG) -> AttrValue {
+    AttrValue::Value(v.to_ne_bytes().to_vec())
+}
+
+fn bytes(v: &[u8]) -> AttrValue {
+    AttrValue::Value(v.to_vec())
+}
+
+/// Attributes that need no certificate, or `None` if `ty` needs one (or does not exist).
+pub fn static_attr(key: KeyRef, obj: Obj, ty: CK_ATTRIBUTE_TYPE) -> Option<AttrValue> {
+    let is_key = matches!(obj, Obj::PublicKey | Obj::PrivateKey);
+    let is_cert = matches!(obj, Obj::Cert | Obj::CaCert);
+    let v = match ty {
+        CKA_CLASS => ul(obj.class()),
+        CKA_TOKEN => b(true),
+        CKA_PRIVATE => b(obj.private(key)),
+        CKA_MODIFIABLE | CKA_COPYABLE | CKA_DESTROYABLE => b(false),
+        CKA_LABEL => bytes(label(key, obj).as_bytes()),
+        CKA_UNIQUE_ID => bytes(format!("{}", obj.handle(key)).as_bytes()),
+        CKA_PROFILE_ID if obj == Obj::Profile => ul(CKP_PUBLIC_CERTIFICATES_TOKEN),
+        CKA_ID if obj != Obj::Profile => bytes(&id(key, obj)),
+        // Certificates.
+        CKA_CERTIFICATE_TYPE if is_cert => ul(CKC_X_509),
+        CKA_TRUSTED if is_cert => b(false),
+        CKA_CERTIFICATE_CATEGORY if is_cert => ul(if obj == Obj::CaCert {
+            CK_CERTIFICATE_CATEGORY_AUTHORITY
+        } else {
+            CK_CERTIFICATE_CATEGORY_TOKEN_USER
+        }),
+        CKA_START_DATE | CKA_END_DATE if is_cert || is_key => bytes(&[]),
+        CKA_URL | CKA_HASH_OF_SUBJECT_PUBLIC_KEY | CKA_HASH_OF_ISSUER_PUBLIC_KEY if is_cert => {
+            bytes(&[])
+        }
+        CKA_JAVA_MIDP_SECURITY_DOMAIN if is_cert => ul(CK_SECURITY_DOMAIN_UNSPECIFIED),
+        CKA_NAME_HASH_ALGORITHM if is_cert => ul(CKM_SHA_1),
+        // Keys.
+        CKA_KEY_TYPE if is_key => ul(CKK_RSA),
+        CKA_DERIVE | CKA_LOCAL if is_key => b(false),
+        CKA_KEY_GEN_MECHANISM if is_key => ul(CK_UNAVAILABLE_INFORMATION),
+        CKA_ALLOWED_MECHANISMS if is_key => AttrValue::Value(
+            super::mechanism::ALL
+                .iter()
+                .flat_map(|m| m.to_ne_bytes())
+                .collect(),
+        ),
+        CKA_MODULUS_BITS if is_key => ul(super::mechanism::KEY_BITS),
+        CKA_ENCRYPT | CKA_WRAP | CKA_VERIFY_RECOVER if obj == Obj::PublicKey => b(false),
+        CKA_VERIFY if obj == Obj::PublicKey => b(true),
+        CKA_TRUSTED if obj == Obj::PublicKey => b(false),
+        CKA_SIGN if obj == Obj::PrivateKey => b(true),
+        CKA_DECRYPT | CKA_UNWRAP | CKA_SIGN_RECOVER | CKA_EXTRACTABLE | CKA_WRAP_WITH_TRUSTED
+            if obj == Obj::PrivateKey =>
+        {
+            b(false)
+        }
+        CKA_SENSITIVE | CKA_ALWAYS_SENSITIVE | CKA_NEVER_EXTRACTABLE if obj == Obj::PrivateKey => {
+            b(true)
+        }
+        CKA_ALWAYS_AUTHENTICATE if obj == Obj::PrivateKey => b(key == KeyRef::Sign),
+        CKA_PRIVATE_EXPONENT | CKA_PRIME_1 | CKA_PRIME_2 | CKA_EXPONENT_1 | CKA_EXPONENT_2
+        | CKA_COEFFICIENT
+            if obj == Obj::PrivateKey =>
+        {
+            AttrValue::Sensitive
+        }
+        _ => return None,
+    };
+    Some(v)
+}
+
+/// Attributes that come from the certificate.
+pub fn cert_attr(obj: Obj, ty: CK_ATTRIBUTE_TYPE, cert: &Cert) -> AttrValue {
+    let is_key = matches!(obj, Obj::PublicKey | Obj::PrivateKey);
+    let is_cert = matches!(obj, Obj::Cert | Obj::CaCert);
+    match ty {
+        CKA_SUBJECT if is_cert || is_key => bytes(&cert.subject),
+        CKA_ISSUER if is_cert => bytes(&cert.issuer),
+        CKA_SERIAL_NUMBER if is_cert => bytes(&cert.serial),
+        CKA_VALUE if is_cert => bytes(&cert.der),
+        CKA_CHECK_VALUE if is_cert => bytes(&Sha1::digest(&cert.der)[..3]),
+        CKA_PUBLIC_KEY_INFO if is_cert || is_key => bytes(&cert.spki),
+        CKA_MODULUS if is_key => bytes(&cert.modulus),
+        CKA_PUBLIC_EXPONENT if is_key => bytes(&cert.exponent),
+        _ => AttrValue::Invalid,
+    }
+}
+
+/// Whether `ty` can only be answered from a certificate.
+pub fn needs_cert(key: KeyRef, obj: Obj, ty: CK_ATTRIBUTE_TYPE) -> bool {
+    static_attr(key, obj, ty).is_none() && obj.source().is_some()
+}
+
+/// Answers one attribute, reading the certificate through `load` only if needed.
+pub fn attr(
+    key: KeyRef,
+    obj: Obj,
+    ty: CK_ATTRIBUTE_TYPE,
+    load: &mut dyn FnMut(Source) -> CkResult<std::sync::Arc<Cert>>,
+) -> CkResult<AttrValue> {
+    if let Some(v) = static_attr(key, obj, ty) {
+        return Ok(v);
+    }
+    match obj.source() {
+        Some(src) => {
+            // Only known certificate attributes justify reading the card.
+            let cert_types = [
+                CKA_SUBJECT,
+                CKA_ISSUER,
+                CKA_SERIAL_NUMBER,
+                CKA_VALUE,
+                CKA_CHECK_VALUE,
+                CKA_PUBLIC_KEY_INFO,
+                CKA_MODULUS,
+                CKA_PUBLIC_EXPONENT,
+            ];
+            if !cert_types.contains(&ty) {
+                return Ok(AttrValue::Invalid);
+            }
+            let cert = load(src)?;
+            Ok(cert_attr(obj, ty, &cert))
+        }
+        None => Ok(AttrValue::Invalid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_round_trip_and_do_not_collide() {
+        for key in [KeyRef::Auth, KeyRef::Sign] {
+            for o in ALL {
+                assert_eq!(Obj::from_handle(key, o.handle(key)), Some(o));
+            }
+        }
+        assert_eq!(Obj::from_handle(KeyRef::Sign, 1), None);
+        assert_eq!(Obj::from_handle(KeyRef::Auth, 11), None);
+        assert_eq!(Obj::from_handle(KeyRef::Auth, 0), None);
+    }
+
+    #[test]
+    fn visibility() {
+        assert!(Obj::Cert.visible(KeyRef::Auth, false));
+        assert!(!Obj::PrivateKey.visible(KeyRef::Auth, false));
+        assert!(!Obj::Cert.visible(KeyRef::Sign, false));
+        assert!(!Obj::PublicKey.visible(KeyRef::Sign, false));
+        assert!(Obj::CaCert.visible(KeyRef::Sign, false));
+        assert!(Obj::Profile.visible(KeyRef::Sign, false));
+        assert!(Obj::Cert.visible(KeyRef::Sign, true));
+    }
+
+    #[test]
+    fn static_attributes() {
+        assert_eq!(
+            static_attr(KeyRef::Sign, Obj::PrivateKey, CKA_ALWAYS_AUTHENTICATE),
+            Some(b(true))
+        );
+        assert_eq!(
+            static_attr(KeyRef::Auth, Obj::PrivateKey, CKA_ALWAYS_AUTHENTICATE),
+            Some(b(false))
+        );
+        assert_eq!(
+            static_attr(KeyRef::Auth, Obj::PrivateKey, CKA_EXTRACTABLE),
+            Some(b(false))
+        );
+        assert_eq!(
+            static_attr(KeyRef::Auth, Obj::PrivateKey, CKA_PRIVATE_EXPONENT),
+            Some(AttrValue::Sensitive)
+        );
+        assert_eq!(
+            static_attr(KeyRef::Auth, Obj::Profile, CKA_PROFILE_ID),
+            Some(ul(CKP_PUBLIC_CERTIFICATES_TOKEN))
+        );
+        assert_eq!(static_attr(KeyRef::Auth, Obj::Profile, CKA_ID), None);
+        assert_eq!(
+            static_attr(KeyRef::Auth, Obj::CaCert, CKA_CERTIFICATE_CATEGORY),
+            Some(ul(CK_CERTIFICATE_CATEGORY_AUTHORITY))
+        );
+        assert_eq!(
+            static_attr(KeyRef::Auth, Obj::Cert, CKA_ID),
+            static_attr(KeyRef::Auth, Obj::PrivateKey, CKA_ID)
+        );
+        assert_eq!(
+            static_attr(KeyRef::Auth, Obj::Cert, CKA_LABEL),
+            static_attr(KeyRef::Auth, Obj::PublicKey, CKA_LABEL)
+        );
+        assert!(needs_cert(KeyRef::Auth, Obj::PrivateKey, CKA_MODULUS));
+        assert!(!needs_cert(KeyRef::Auth, Obj::Profile, CKA_MODULUS));
+    }
+}
