@@ -36,7 +36,11 @@ pub fn usize_to_ulong(len: usize) -> CkResult<CK_ULONG> {
 pub unsafe fn in_slice<'a, T>(ptr: *const T, len: CK_ULONG) -> CkResult<&'a [T]> {
     let len = ulong_to_usize(len)?;
     if ptr.is_null() {
-        return if len == 0 { Ok(&[]) } else { Err(CkError::ArgumentsBad) };
+        return if len == 0 {
+            Ok(&[])
+        } else {
+            Err(CkError::ArgumentsBad)
+        };
     }
     if (ptr as usize) % align_of::<T>() != 0 {
         return Err(CkError::ArgumentsBad);
@@ -82,7 +86,10 @@ pub unsafe fn out_ref<'a, T>(ptr: *mut T) -> CkResult<OutRef<'a, T>> {
     if ptr.is_null() {
         Err(CkError::ArgumentsBad)
     } else {
-        Ok(OutRef { ptr, _life: PhantomData })
+        Ok(OutRef {
+            ptr,
+            _life: PhantomData,
+        })
     }
 }
 
@@ -132,7 +139,11 @@ impl<'a, T: Copy> OutBuf<'a, T> {
         if len.is_null() {
             return Err(CkError::ArgumentsBad);
         }
-        Ok(OutBuf { buf, len, _life: PhantomData })
+        Ok(OutBuf {
+            buf,
+            len,
+            _life: PhantomData,
+        })
     }
 
     /// Whether the call is a size query (NULL buffer).
@@ -212,7 +223,11 @@ pub unsafe fn out_slice<'a, T: Copy>(ptr: *mut T, cap: CK_ULONG) -> CkResult<Out
     if ptr.is_null() && cap > 0 {
         return Err(CkError::ArgumentsBad);
     }
-    Ok(OutSlice { ptr, cap, _life: PhantomData })
+    Ok(OutSlice {
+        ptr,
+        cap,
+        _life: PhantomData,
+    })
 }
 
 impl<T: Copy> OutSlice<'_, T> {
@@ -290,7 +305,11 @@ pub unsafe fn mech_params(
         // which is exactly the size of the struct; every bit pattern is a valid
         // CK_RSA_PKCS_PSS_PARAMS (three CK_ULONGs); the read makes no alignment assumption.
         let p = unsafe { ptr::read_unaligned(param.cast::<CK_RSA_PKCS_PSS_PARAMS>()) };
-        return Ok(MechParams::Pss(PssParams { hash_alg: p.hashAlg, mgf: p.mgf, s_len: p.sLen }));
+        return Ok(MechParams::Pss(PssParams {
+            hash_alg: p.hashAlg,
+            mgf: p.mgf,
+            s_len: p.sLen,
+        }));
     }
     // SAFETY: `param` is non-NULL and valid for reads of `len` bytes (caller's contract).
     let bytes = unsafe { in_slice(param.cast::<u8>(), len) }?;
@@ -311,7 +330,10 @@ pub unsafe fn mechanism(ptr: *const CK_MECHANISM) -> CkResult<Mechanism> {
     let m = unsafe { ptr::read_unaligned(ptr) };
     // SAFETY: forwarded contract on pParameter/ulParameterLen.
     let params = unsafe { mech_params(m.mechanism, m.pParameter, m.ulParameterLen) }?;
-    Ok(Mechanism { mechanism: m.mechanism, params })
+    Ok(Mechanism {
+        mechanism: m.mechanism,
+        params,
+    })
 }
 
 /// A blank-padded, not NUL-terminated fixed-size string field (`CK_INFO.manufacturerID`, ...).
@@ -349,7 +371,8 @@ mod tests {
         }
         let words = [7 as CK_ULONG; 2];
         // SAFETY: the pointer is deliberately misaligned; in_slice rejects it before any read.
-        let misaligned = unsafe { in_slice(words.as_ptr().cast::<u8>().add(1).cast::<CK_ULONG>(), 1) };
+        let misaligned =
+            unsafe { in_slice(words.as_ptr().cast::<u8>().add(1).cast::<CK_ULONG>(), 1) };
         assert_eq!(misaligned, Err(CkError::ArgumentsBad));
         // SAFETY: the length is rejected (byte size > isize::MAX) before any read.
         let huge = unsafe { in_slice(words.as_ptr(), CK_ULONG::MAX) };
@@ -421,7 +444,10 @@ mod tests {
         // SAFETY: `buf` holds `len` bytes.
         let out = unsafe { OutBuf::new(buf.as_mut_ptr(), &mut len) }.unwrap();
         assert_eq!(out.reserve(3), Ok(Space::Room));
-        assert_eq!(len, 8, "reserve must not touch the length when there is room");
+        assert_eq!(
+            len, 8,
+            "reserve must not touch the length when there is room"
+        );
         assert_eq!(out.write(&[1, 2, 3]), Ok(()));
         assert_eq!(len, 3);
         assert_eq!(buf, [1, 2, 3, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA]);
@@ -452,7 +478,10 @@ mod tests {
         // SAFETY: NULL is checked.
         unsafe {
             assert!(out_slice::<u8>(ptr::null_mut(), 0).is_ok());
-            assert_eq!(out_slice::<u8>(ptr::null_mut(), 1).unwrap_err(), CkError::ArgumentsBad);
+            assert_eq!(
+                out_slice::<u8>(ptr::null_mut(), 1).unwrap_err(),
+                CkError::ArgumentsBad
+            );
         }
         let mut h = [0 as CK_OBJECT_HANDLE; 3];
         // SAFETY: `h` holds 3 elements.
@@ -466,16 +495,27 @@ mod tests {
     }
 
     fn pss_bytes() -> (CK_RSA_PKCS_PSS_PARAMS, CK_ULONG) {
-        let p = CK_RSA_PKCS_PSS_PARAMS { hashAlg: CKM_SHA256, mgf: CKG_MGF1_SHA256, sLen: 32 };
+        let p = CK_RSA_PKCS_PSS_PARAMS {
+            hashAlg: CKM_SHA256,
+            mgf: CKG_MGF1_SHA256,
+            sLen: 32,
+        };
         (p, size_of::<CK_RSA_PKCS_PSS_PARAMS>() as CK_ULONG)
     }
 
     #[test]
     fn mech_params_exact_pss() {
         let (p, n) = pss_bytes();
-        let want =
-            MechParams::Pss(PssParams { hash_alg: CKM_SHA256, mgf: CKG_MGF1_SHA256, s_len: 32 });
-        for m in [CKM_RSA_PKCS_PSS, CKM_SHA256_RSA_PKCS_PSS, CKM_SHA512_RSA_PKCS_PSS] {
+        let want = MechParams::Pss(PssParams {
+            hash_alg: CKM_SHA256,
+            mgf: CKG_MGF1_SHA256,
+            s_len: 32,
+        });
+        for m in [
+            CKM_RSA_PKCS_PSS,
+            CKM_SHA256_RSA_PKCS_PSS,
+            CKM_SHA512_RSA_PKCS_PSS,
+        ] {
             // SAFETY: `p` is valid for `n` bytes.
             let got = unsafe { mech_params(m, ptr::addr_of!(p).cast(), n) };
             assert_eq!(got, Ok(want.clone()));
@@ -484,7 +524,11 @@ mod tests {
         let mut raw = vec![0u8; n as usize + 1];
         // SAFETY: `raw` has room for n bytes at offset 1; `p` is n bytes.
         unsafe {
-            ptr::copy_nonoverlapping(ptr::addr_of!(p).cast::<u8>(), raw.as_mut_ptr().add(1), n as usize)
+            ptr::copy_nonoverlapping(
+                ptr::addr_of!(p).cast::<u8>(),
+                raw.as_mut_ptr().add(1),
+                n as usize,
+            )
         };
         // SAFETY: `raw[1..]` is valid for n bytes.
         let got = unsafe { mech_params(CKM_RSA_PKCS_PSS, raw.as_ptr().add(1).cast(), n) };
@@ -507,8 +551,14 @@ mod tests {
     fn mech_params_null_and_empty() {
         // SAFETY: NULL pointers are checked by mech_params.
         unsafe {
-            assert_eq!(mech_params(CKM_RSA_PKCS, ptr::null(), 0), Ok(MechParams::None));
-            assert_eq!(mech_params(CKM_RSA_PKCS_PSS, ptr::null(), 0), Ok(MechParams::None));
+            assert_eq!(
+                mech_params(CKM_RSA_PKCS, ptr::null(), 0),
+                Ok(MechParams::None)
+            );
+            assert_eq!(
+                mech_params(CKM_RSA_PKCS_PSS, ptr::null(), 0),
+                Ok(MechParams::None)
+            );
             assert_eq!(
                 mech_params(CKM_RSA_PKCS_PSS, ptr::null::<c_void>(), 24),
                 Err(CkError::ArgumentsBad)
@@ -519,7 +569,10 @@ mod tests {
     #[test]
     fn mechanism_struct() {
         // SAFETY: NULL is checked.
-        assert_eq!(unsafe { mechanism(ptr::null()) }, Err(CkError::ArgumentsBad));
+        assert_eq!(
+            unsafe { mechanism(ptr::null()) },
+            Err(CkError::ArgumentsBad)
+        );
         let (mut p, n) = pss_bytes();
         let m = CK_MECHANISM {
             mechanism: CKM_SHA256_RSA_PKCS_PSS,
@@ -529,7 +582,10 @@ mod tests {
         // SAFETY: `m` and its parameter are valid.
         let got = unsafe { mechanism(&m) }.unwrap();
         assert_eq!(got.mechanism, CKM_SHA256_RSA_PKCS_PSS);
-        assert!(matches!(got.params, MechParams::Pss(PssParams { s_len: 32, .. })));
+        assert!(matches!(
+            got.params,
+            MechParams::Pss(PssParams { s_len: 32, .. })
+        ));
     }
 
     #[test]

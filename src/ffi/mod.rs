@@ -16,7 +16,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use crate::error::{CkError, CkResult};
-use cryptoki_sys::{CK_RV, CKR_GENERAL_ERROR, CKR_OK};
+use cryptoki_sys::{CKR_GENERAL_ERROR, CKR_OK, CK_RV};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Defines one PKCS#11 entry point.
@@ -109,7 +109,11 @@ pub(crate) fn guard(name: &'static str, f: impl FnOnce() -> CkResult<()>) -> CK_
             let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
             crate::log::debug(format_args!(
                 "{name}: panic caught, module poisoned{} -> CKR_GENERAL_ERROR",
-                if poisoned { "" } else { " (poison itself panicked)" }
+                if poisoned {
+                    ""
+                } else {
+                    " (poison itself panicked)"
+                }
             ));
             CKR_GENERAL_ERROR
         }

@@ -20,11 +20,13 @@ use std::ptr;
 
 // The bindings this layout is written against: PKCS#11 3.2 headers of cryptoki-sys 0.5, which
 // contain the 2.40 and 3.0 function lists used here.
-const _VERSION_ASSERT: () =
-    assert!(CRYPTOKI_VERSION_MAJOR == 3 && CRYPTOKI_VERSION_MINOR == 2);
+const _VERSION_ASSERT: () = assert!(CRYPTOKI_VERSION_MAJOR == 3 && CRYPTOKI_VERSION_MINOR == 2);
 
 /// Version of the `CK_FUNCTION_LIST` table.
-pub const VERSION_2_40: CK_VERSION = CK_VERSION { major: 2, minor: 40 };
+pub const VERSION_2_40: CK_VERSION = CK_VERSION {
+    major: 2,
+    minor: 40,
+};
 /// Version of the `CK_FUNCTION_LIST_3_0` table.
 pub const VERSION_3_0: CK_VERSION = CK_VERSION { major: 3, minor: 0 };
 
@@ -221,7 +223,9 @@ pub static INTERFACES: Interfaces = Interfaces(
         },
         CK_INTERFACE {
             pInterfaceName: INTERFACE_NAME.as_ptr().cast_mut(),
-            pFunctionList: ptr::addr_of!(FUNCTION_LIST_2_40).cast::<c_void>().cast_mut(),
+            pFunctionList: ptr::addr_of!(FUNCTION_LIST_2_40)
+                .cast::<c_void>()
+                .cast_mut(),
             flags: INTERFACE_FLAGS,
         },
     ],

@@ -166,7 +166,11 @@ mod tests {
                 pValue: b.as_mut_ptr().cast::<c_void>(),
                 ulValueLen: b.len() as CK_ULONG,
             },
-            None => CK_ATTRIBUTE { type_: t, pValue: ptr::null_mut(), ulValueLen: 0 },
+            None => CK_ATTRIBUTE {
+                type_: t,
+                pValue: ptr::null_mut(),
+                ulValueLen: 0,
+            },
         }
     }
 
@@ -181,7 +185,10 @@ mod tests {
         // SAFETY: NULL is checked.
         unsafe {
             assert!(RawTemplate::new(ptr::null_mut(), 0).unwrap().is_empty());
-            assert_eq!(RawTemplate::new(ptr::null_mut(), 1).unwrap_err(), CkError::ArgumentsBad);
+            assert_eq!(
+                RawTemplate::new(ptr::null_mut(), 1).unwrap_err(),
+                CkError::ArgumentsBad
+            );
         }
     }
 
@@ -205,7 +212,10 @@ mod tests {
     fn case5_too_small() {
         let mut b = vec![0xEE; 2];
         let mut t = [attr(CKA_VALUE, Some(&mut b))];
-        assert_eq!(fill(&mut t, &[AttrValue::Value(vec![1, 2, 3])]), Err(CkError::BufferTooSmall));
+        assert_eq!(
+            fill(&mut t, &[AttrValue::Value(vec![1, 2, 3])]),
+            Err(CkError::BufferTooSmall)
+        );
         assert_eq!(t[0].ulValueLen, U);
         assert_eq!(b, [0xEE, 0xEE], "nothing copied into a short buffer");
     }
@@ -214,10 +224,16 @@ mod tests {
     fn case1_sensitive_and_case2_invalid() {
         let mut b = vec![0xEE; 8];
         let mut t = [attr(CKA_VALUE, Some(&mut b))];
-        assert_eq!(fill(&mut t, &[AttrValue::Sensitive]), Err(CkError::AttributeSensitive));
+        assert_eq!(
+            fill(&mut t, &[AttrValue::Sensitive]),
+            Err(CkError::AttributeSensitive)
+        );
         assert_eq!(t[0].ulValueLen, U);
         let mut t = [attr(CKA_VALUE, None)];
-        assert_eq!(fill(&mut t, &[AttrValue::Invalid]), Err(CkError::AttributeTypeInvalid));
+        assert_eq!(
+            fill(&mut t, &[AttrValue::Invalid]),
+            Err(CkError::AttributeTypeInvalid)
+        );
         assert_eq!(t[0].ulValueLen, U);
         assert_eq!(b, [0xEE; 8]);
     }
@@ -248,14 +264,20 @@ mod tests {
 
         // Without the sensitive one: TYPE_INVALID beats BUFFER_TOO_SMALL.
         let mut small = vec![0u8; 1];
-        let mut t = [attr(CKA_LABEL, Some(&mut small)), attr(CKA_VENDOR_DEFINED, None)];
+        let mut t = [
+            attr(CKA_LABEL, Some(&mut small)),
+            attr(CKA_VENDOR_DEFINED, None),
+        ];
         let values = [AttrValue::Value(vec![1, 2]), AttrValue::Invalid];
         assert_eq!(fill(&mut t, &values), Err(CkError::AttributeTypeInvalid));
         assert_eq!((t[0].ulValueLen, t[1].ulValueLen), (U, U));
 
         // Order does not matter: the later entry still gets processed.
         let mut small = vec![0u8; 1];
-        let mut t = [attr(CKA_VENDOR_DEFINED, None), attr(CKA_LABEL, Some(&mut small))];
+        let mut t = [
+            attr(CKA_VENDOR_DEFINED, None),
+            attr(CKA_LABEL, Some(&mut small)),
+        ];
         let values = [AttrValue::Invalid, AttrValue::Value(vec![1, 2])];
         assert_eq!(fill(&mut t, &values), Err(CkError::AttributeTypeInvalid));
         assert_eq!(t[1].ulValueLen, U);
@@ -278,7 +300,10 @@ mod tests {
         // SAFETY: `t` and its buffers are valid.
         let raw = unsafe { RawTemplate::new(t.as_mut_ptr(), 2) }.unwrap();
         assert_eq!(raw.types(), vec![CKA_CLASS, CKA_ID]);
-        assert_eq!(raw.to_template(), Ok(vec![(CKA_CLASS, class), (CKA_ID, vec![])]));
+        assert_eq!(
+            raw.to_template(),
+            Ok(vec![(CKA_CLASS, class), (CKA_ID, vec![])])
+        );
         t[1].ulValueLen = 4;
         // SAFETY: as above (entry 1 has NULL pValue with a length: rejected before reading).
         let raw = unsafe { RawTemplate::new(t.as_mut_ptr(), 2) }.unwrap();
