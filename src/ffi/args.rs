@@ -569,10 +569,8 @@ mod tests {
     #[test]
     fn mechanism_struct() {
         // SAFETY: NULL is checked.
-        assert_eq!(
-            unsafe { mechanism(ptr::null()) },
-            Err(CkError::ArgumentsBad)
-        );
+        let rv = unsafe { mechanism(ptr::null()) };
+        assert_eq!(rv, Err(CkError::ArgumentsBad));
         let (mut p, n) = pss_bytes();
         let m = CK_MECHANISM {
             mechanism: CKM_SHA256_RSA_PKCS_PSS,

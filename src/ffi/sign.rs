@@ -14,13 +14,13 @@ use crate::error::CkResult;
 use cryptoki_sys::*;
 
 /// The shared tail of `C_Sign` and `C_SignFinal`: answer a size query or a short buffer from
-/// `api::sign_len`, otherwise run `produce` (which ends the operation) and copy its output.
-fn sign_two_call(
-    hSession: CK_SESSION_HANDLE,
+/// `needed` (`api::sign_len`), otherwise run `produce` (which ends the operation) and copy its
+/// output. `produce` runs only when the buffer has room.
+pub(crate) fn sign_two_call(
+    needed: usize,
     out: OutBuf<'_, u8>,
     produce: impl FnOnce() -> CkResult<Vec<u8>>,
 ) -> CkResult<()> {
-    let needed = api::sign_len(hSession)?;
     match out.reserve(needed)? {
         Space::LengthOnly => Ok(()),
         Space::Room => out.write(&produce()?),
@@ -64,7 +64,7 @@ cryptoki_fn! {
         let (out, data) = unsafe {
             (OutBuf::new(pSignature, pulSignatureLen)?, in_slice(pData.cast_const(), ulDataLen)?)
         };
-        sign_two_call(hSession, out, || api::sign(hSession, data))
+        sign_two_call(api::sign_len(hSession)?, out, || api::sign(hSession, data))
     }
 }
 
@@ -91,7 +91,7 @@ cryptoki_fn! {
         // SAFETY: pulSignatureLen, if non-NULL, is valid for reading and writing a CK_ULONG,
         // and a non-NULL pSignature has room for *pulSignatureLen bytes (spec §5.13.4, §5.2).
         let out = unsafe { OutBuf::new(pSignature, pulSignatureLen) }?;
-        sign_two_call(hSession, out, || api::sign_final(hSession))
+        sign_two_call(api::sign_len(hSession)?, out, || api::sign_final(hSession))
     }
 }
 
@@ -155,5 +155,57 @@ cryptoki_fn! {
         // (spec §5.14.4).
         let signature = unsafe { in_slice(pSignature.cast_const(), ulSignatureLen) }?;
         api::verify_final(hSession, signature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::CkError;
+    use std::cell::Cell;
+    use std::ptr;
+
+    #[test]
+    fn size_query_and_short_buffer_do_not_sign() {
+        let signed = Cell::new(0);
+        let produce = || {
+            signed.set(signed.get() + 1);
+            Ok(vec![7u8; 256])
+        };
+        // Size query: length written, CKR_OK, nothing produced.
+        let mut len: CK_ULONG = 0;
+        // SAFETY: NULL buffer; `len` is valid.
+        let out = unsafe { OutBuf::new(ptr::null_mut(), &mut len) }.unwrap();
+        assert_eq!(sign_two_call(256, out, produce), Ok(()));
+        assert_eq!((len, signed.get()), (256, 0));
+        // One-byte buffer (pkcs11-tool --test): BUFFER_TOO_SMALL with the length, not produced.
+        let mut one = [0u8; 1];
+        let mut len: CK_ULONG = 1;
+        // SAFETY: `one` holds `len` bytes.
+        let out = unsafe { OutBuf::new(one.as_mut_ptr(), &mut len) }.unwrap();
+        assert_eq!(
+            sign_two_call(256, out, produce),
+            Err(CkError::BufferTooSmall)
+        );
+        assert_eq!((len, signed.get(), one[0]), (256, 0, 0));
+        // Large enough: produced once, copied, exact length.
+        let mut buf = vec![0u8; 300];
+        let mut len: CK_ULONG = 300;
+        // SAFETY: `buf` holds `len` bytes.
+        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), &mut len) }.unwrap();
+        assert_eq!(sign_two_call(256, out, produce), Ok(()));
+        assert_eq!((len, signed.get()), (256, 1));
+        assert!(buf[..256].iter().all(|b| *b == 7) && buf[256] == 0);
+    }
+
+    #[test]
+    fn producer_error_is_returned() {
+        let mut buf = vec![0u8; 256];
+        let mut len: CK_ULONG = 256;
+        // SAFETY: `buf` holds `len` bytes.
+        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), &mut len) }.unwrap();
+        let r = sign_two_call(256, out, || Err(CkError::UserNotLoggedIn));
+        assert_eq!(r, Err(CkError::UserNotLoggedIn));
+        assert_eq!(len, 256);
     }
 }
