@@ -3,8 +3,8 @@
 //! - Exactly three symbols are exported: [`general::C_GetFunctionList`],
 //!   [`general::C_GetInterfaceList`] and [`general::C_GetInterface`]. Every other `C_*` is
 //!   reachable only through the immutable function tables in [`tables`].
-//! - Every entry point is written with [`cryptoki_fn!`]: its body is a block returning
-//!   `CkResult<()>`, run under `catch_unwind` by [`guard`], which turns the result into a `CK_RV`
+//! - Every entry point is written with the `cryptoki_fn!` macro: its body is a block returning
+//!   `CkResult<()>`, run under `catch_unwind` by `guard`, which turns the result into a `CK_RV`
 //!   and poisons the module on a panic.
 //! - Pointer work goes through [`args`] (checked slices, output references, the two-call output
 //!   buffer, mechanism parameters) and [`template`] (attribute templates).
@@ -32,7 +32,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// ```
 ///
 /// expands to `pub(crate) unsafe extern "C" fn C_Logout(hSession: CK_SESSION_HANDLE) -> CK_RV`
-/// whose body runs the block (a `CkResult<()>`) through [`guard`]. Attributes (such as
+/// whose body runs the block (a `CkResult<()>`) through `guard`. Attributes (such as
 /// `#[no_mangle]`) and a visibility may be given before `fn`.
 macro_rules! cryptoki_fn {
     (

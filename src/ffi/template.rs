@@ -1,7 +1,7 @@
 //! Attribute templates: reading search templates (`C_FindObjectsInit`) and filling the
 //! caller's template in `C_GetAttributeValue` (PKCS#11 3.0 §5.7.5).
 //!
-//! The fill algorithm ([`fill`]) works on the answers the backend gave ([`AttrValue`]), so it
+//! The fill algorithm ([`RawTemplate::fill`]) works on the answers the backend gave ([`AttrValue`]), so it
 //! can be tested without a token.
 
 use super::args::{in_slice, ulong_to_usize};
