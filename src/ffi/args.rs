@@ -1,0 +1,596 @@
+//! Checked conversions of C arguments: input slices, output references, the two-call output
+//! buffer of PKCS#11 3.0 §5.2 and mechanism parameters.
+//!
+//! Every function that reads or writes through a pointer is an `unsafe fn` whose contract is the
+//! one the PKCS#11 specification puts on the application ("NULL or valid for ..."); the NULL and
+//! length cases are checked here, so callers only vouch for the validity of non-NULL pointers.
+
+use crate::api::{MechParams, Mechanism, PssParams};
+use crate::error::{CkError, CkResult};
+use cryptoki_sys::*;
+use std::marker::PhantomData;
+use std::mem::{align_of, size_of};
+use std::ptr;
+
+/// Converts a `CK_ULONG` length to `usize` (`CKR_ARGUMENTS_BAD` if it does not fit).
+pub fn ulong_to_usize(len: CK_ULONG) -> CkResult<usize> {
+    usize::try_from(len).map_err(|_| CkError::ArgumentsBad)
+}
+
+/// Converts a `usize` length to `CK_ULONG` (`CKR_GENERAL_ERROR` if it does not fit: the module
+/// produced something larger than the C side can describe).
+pub fn usize_to_ulong(len: usize) -> CkResult<CK_ULONG> {
+    CK_ULONG::try_from(len).map_err(|_| CkError::GeneralError)
+}
+
+/// Borrows `len` elements at `ptr` as a slice.
+///
+/// NULL with `len == 0` gives an empty slice (without calling `from_raw_parts` on NULL); NULL
+/// with `len > 0`, a misaligned pointer, or a length whose byte size exceeds `isize::MAX` give
+/// `CKR_ARGUMENTS_BAD`.
+///
+/// # Safety
+///
+/// If `ptr` is non-NULL it must be valid for reads of `len` elements of `T`, which are not
+/// written by anyone else during `'a`.
+pub unsafe fn in_slice<'a, T>(ptr: *const T, len: CK_ULONG) -> CkResult<&'a [T]> {
+    let len = ulong_to_usize(len)?;
+    if ptr.is_null() {
+        return if len == 0 {
+            Ok(&[])
+        } else {
+            Err(CkError::ArgumentsBad)
+        };
+    }
+    if (ptr as usize) % align_of::<T>() != 0 {
+        return Err(CkError::ArgumentsBad);
+    }
+    match len.checked_mul(size_of::<T>()) {
+        Some(bytes) if bytes <= isize::MAX as usize => {}
+        _ => return Err(CkError::ArgumentsBad),
+    }
+    // SAFETY: `ptr` is non-NULL and aligned, the byte size fits in isize, and the caller
+    // guarantees `len` readable elements that stay unchanged for 'a.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Like [`in_slice`], but a NULL pointer means "absent" (`None`) whatever the length: used for
+/// `C_Login`/`C_SetPIN`, where a NULL PIN asks for the protected authentication path.
+///
+/// # Safety
+///
+/// As for [`in_slice`].
+pub unsafe fn opt_slice<'a, T>(ptr: *const T, len: CK_ULONG) -> CkResult<Option<&'a [T]>> {
+    if ptr.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: forwarded contract of this function.
+        unsafe { in_slice(ptr, len) }.map(Some)
+    }
+}
+
+/// A checked non-NULL output location for one `T` (`CK_SLOT_INFO`, a handle, ...). Writes are
+/// unaligned, so no alignment is assumed.
+#[derive(Debug)]
+pub struct OutRef<'a, T> {
+    ptr: *mut T,
+    _life: PhantomData<&'a mut T>,
+}
+
+/// Checks an output pointer: NULL → `CKR_ARGUMENTS_BAD`.
+///
+/// # Safety
+///
+/// If `ptr` is non-NULL it must be valid for a write of one `T` during `'a`.
+pub unsafe fn out_ref<'a, T>(ptr: *mut T) -> CkResult<OutRef<'a, T>> {
+    if ptr.is_null() {
+        Err(CkError::ArgumentsBad)
+    } else {
+        Ok(OutRef {
+            ptr,
+            _life: PhantomData,
+        })
+    }
+}
+
+impl<T> OutRef<'_, T> {
+    /// Stores `value`.
+    pub fn write(self, value: T) {
+        // SAFETY: `ptr` is non-NULL and valid for a write of one T (contract of `out_ref`);
+        // the unaligned write makes no alignment assumption.
+        unsafe { ptr::write_unaligned(self.ptr, value) }
+    }
+}
+
+/// What [`OutBuf::reserve`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Space {
+    /// The buffer pointer was NULL: the needed length has been written; the call is a size query
+    /// and must return `CKR_OK` without producing (or ending) anything.
+    LengthOnly,
+    /// The buffer is large enough: produce the output and [`OutBuf::write`] it.
+    Room,
+}
+
+/// An output buffer of the two-call convention (PKCS#11 3.0 §5.2): `(pBuf, pulBufLen)`.
+///
+/// - `pulBufLen` must be non-NULL (`CKR_ARGUMENTS_BAD`);
+/// - `pBuf` NULL: the needed length is written to `*pulBufLen`, `CKR_OK`;
+/// - `*pulBufLen` smaller than needed: the needed length is written, `CKR_BUFFER_TOO_SMALL`;
+/// - otherwise the output is copied and `*pulBufLen` gets its exact length.
+///
+/// `*pulBufLen` is read before it is written, never the other way round.
+#[derive(Debug)]
+pub struct OutBuf<'a, T> {
+    buf: *mut T,
+    len: *mut CK_ULONG,
+    _life: PhantomData<&'a mut T>,
+}
+
+impl<'a, T: Copy> OutBuf<'a, T> {
+    /// Checks the pair: `pulBufLen` NULL → `CKR_ARGUMENTS_BAD`.
+    ///
+    /// # Safety
+    ///
+    /// If `len` is non-NULL it must be valid for reads and writes of one `CK_ULONG` during
+    /// `'a`. If `buf` is non-NULL it must be valid for writes of `*len` elements of `T` (the
+    /// value `*len` holds on entry) during `'a`.
+    pub unsafe fn new(buf: *mut T, len: *mut CK_ULONG) -> CkResult<Self> {
+        if len.is_null() {
+            return Err(CkError::ArgumentsBad);
+        }
+        Ok(OutBuf {
+            buf,
+            len,
+            _life: PhantomData,
+        })
+    }
+
+    /// Whether the call is a size query (NULL buffer).
+    pub fn is_query(&self) -> bool {
+        self.buf.is_null()
+    }
+
+    /// The capacity the caller announced in `*pulBufLen`, in elements. A capacity larger than
+    /// the address space is reported as `usize::MAX` (it is only compared against).
+    fn capacity(&self) -> usize {
+        // SAFETY: `len` is non-NULL and valid for reads (contract of `new`).
+        let cap = unsafe { ptr::read_unaligned(self.len) };
+        usize::try_from(cap).unwrap_or(usize::MAX)
+    }
+
+    fn set_len(&self, n: usize) -> CkResult<()> {
+        let n = usize_to_ulong(n)?;
+        // SAFETY: `len` is non-NULL and valid for writes (contract of `new`).
+        unsafe { ptr::write_unaligned(self.len, n) };
+        Ok(())
+    }
+
+    /// The first half of the convention, for outputs whose length is known before they are
+    /// produced (signatures): answers a size query or a too-small buffer, and otherwise tells the
+    /// caller to go on. Nothing is written in the `Room` case.
+    pub fn reserve(&self, needed: usize) -> CkResult<Space> {
+        if self.is_query() {
+            self.set_len(needed)?;
+            return Ok(Space::LengthOnly);
+        }
+        if self.capacity() < needed {
+            self.set_len(needed)?;
+            return Err(CkError::BufferTooSmall);
+        }
+        Ok(Space::Room)
+    }
+
+    /// The whole convention for an output already produced (lists, values).
+    pub fn write(self, data: &[T]) -> CkResult<()> {
+        if self.is_query() {
+            return self.set_len(data.len());
+        }
+        if self.capacity() < data.len() {
+            self.set_len(data.len())?;
+            return Err(CkError::BufferTooSmall);
+        }
+        // SAFETY: `buf` is non-NULL and valid for writes of `capacity()` ≥ data.len() elements
+        // (contract of `new`); copying as bytes needs no alignment; the regions cannot overlap
+        // because `data` is the module's own memory.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                data.as_ptr().cast::<u8>(),
+                self.buf.cast::<u8>(),
+                std::mem::size_of_val(data),
+            )
+        };
+        self.set_len(data.len())
+    }
+}
+
+/// A checked output array of fixed capacity without a length-in/length-out pointer
+/// (`C_FindObjects`' `phObject`/`ulMaxObjectCount`, `C_GenerateRandom`'s buffer).
+#[derive(Debug)]
+pub struct OutSlice<'a, T> {
+    ptr: *mut T,
+    cap: usize,
+    _life: PhantomData<&'a mut T>,
+}
+
+/// Checks an output array: NULL with `cap > 0` → `CKR_ARGUMENTS_BAD`.
+///
+/// # Safety
+///
+/// If `ptr` is non-NULL it must be valid for writes of `cap` elements of `T` during `'a`.
+pub unsafe fn out_slice<'a, T: Copy>(ptr: *mut T, cap: CK_ULONG) -> CkResult<OutSlice<'a, T>> {
+    let cap = ulong_to_usize(cap)?;
+    if ptr.is_null() && cap > 0 {
+        return Err(CkError::ArgumentsBad);
+    }
+    Ok(OutSlice {
+        ptr,
+        cap,
+        _life: PhantomData,
+    })
+}
+
+impl<T: Copy> OutSlice<'_, T> {
+    /// The number of elements the caller provided room for.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Copies `data` to the start of the array. More than `capacity()` elements is a bug of the
+    /// module (`CKR_GENERAL_ERROR`, nothing written).
+    pub fn fill(self, data: &[T]) -> CkResult<()> {
+        if data.len() > self.cap {
+            return Err(CkError::GeneralError);
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: `ptr` is non-NULL (cap ≥ data.len() > 0) and valid for writes of `cap`
+        // elements (contract of `out_slice`); a byte copy needs no alignment; no overlap with
+        // the module's own `data`.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                data.as_ptr().cast::<u8>(),
+                self.ptr.cast::<u8>(),
+                std::mem::size_of_val(data),
+            )
+        };
+        Ok(())
+    }
+}
+
+/// Mechanisms whose parameter is a `CK_RSA_PKCS_PSS_PARAMS`.
+pub fn is_pss(mechanism: CK_MECHANISM_TYPE) -> bool {
+    matches!(
+        mechanism,
+        CKM_RSA_PKCS_PSS
+            | CKM_SHA1_RSA_PKCS_PSS
+            | CKM_SHA224_RSA_PKCS_PSS
+            | CKM_SHA256_RSA_PKCS_PSS
+            | CKM_SHA384_RSA_PKCS_PSS
+            | CKM_SHA512_RSA_PKCS_PSS
+            | CKM_SHA3_224_RSA_PKCS_PSS
+            | CKM_SHA3_256_RSA_PKCS_PSS
+            | CKM_SHA3_384_RSA_PKCS_PSS
+            | CKM_SHA3_512_RSA_PKCS_PSS
+    )
+}
+
+/// Decodes a mechanism parameter.
+///
+/// - length 0 → `MechParams::None` (whatever the pointer: there is nothing to read);
+/// - NULL with length > 0 → `CKR_ARGUMENTS_BAD`;
+/// - a PSS mechanism with exactly `size_of::<CK_RSA_PKCS_PSS_PARAMS>()` bytes → `Pss`, read with
+///   `read_unaligned` (the caller's struct need not be aligned; packed layouts work too);
+/// - anything else → `Other(bytes)`, for the backend to accept or refuse
+///   (`CKR_MECHANISM_PARAM_INVALID`).
+///
+/// # Safety
+///
+/// If `param` is non-NULL it must be valid for reads of `len` bytes.
+pub unsafe fn mech_params(
+    mechanism: CK_MECHANISM_TYPE,
+    param: *const std::ffi::c_void,
+    len: CK_ULONG,
+) -> CkResult<MechParams> {
+    let n = ulong_to_usize(len)?;
+    if n == 0 {
+        return Ok(MechParams::None);
+    }
+    if param.is_null() {
+        return Err(CkError::ArgumentsBad);
+    }
+    if is_pss(mechanism) && n == size_of::<CK_RSA_PKCS_PSS_PARAMS>() {
+        // SAFETY: `param` is non-NULL and valid for reads of `len` bytes (caller's contract),
+        // which is exactly the size of the struct; every bit pattern is a valid
+        // CK_RSA_PKCS_PSS_PARAMS (three CK_ULONGs); the read makes no alignment assumption.
+        let p = unsafe { ptr::read_unaligned(param.cast::<CK_RSA_PKCS_PSS_PARAMS>()) };
+        return Ok(MechParams::Pss(PssParams {
+            hash_alg: p.hashAlg,
+            mgf: p.mgf,
+            s_len: p.sLen,
+        }));
+    }
+    // SAFETY: `param` is non-NULL and valid for reads of `len` bytes (caller's contract).
+    let bytes = unsafe { in_slice(param.cast::<u8>(), len) }?;
+    Ok(MechParams::Other(bytes.to_vec()))
+}
+
+/// Reads a `CK_MECHANISM` and its parameter: NULL → `CKR_ARGUMENTS_BAD`.
+///
+/// # Safety
+///
+/// If `ptr` is non-NULL it must be valid for reads of one `CK_MECHANISM` whose `pParameter` is
+/// NULL or valid for reads of `ulParameterLen` bytes.
+pub unsafe fn mechanism(ptr: *const CK_MECHANISM) -> CkResult<Mechanism> {
+    if ptr.is_null() {
+        return Err(CkError::ArgumentsBad);
+    }
+    // SAFETY: non-NULL and valid for reads of a CK_MECHANISM (caller's contract); unaligned read.
+    let m = unsafe { ptr::read_unaligned(ptr) };
+    // SAFETY: forwarded contract on pParameter/ulParameterLen.
+    let params = unsafe { mech_params(m.mechanism, m.pParameter, m.ulParameterLen) }?;
+    Ok(Mechanism {
+        mechanism: m.mechanism,
+        params,
+    })
+}
+
+/// A blank-padded, not NUL-terminated fixed-size string field (`CK_INFO.manufacturerID`, ...).
+/// Longer input is truncated at a UTF-8 character boundary.
+pub const fn padded<const N: usize>(s: &str) -> [CK_UTF8CHAR; N] {
+    let b = s.as_bytes();
+    let mut n = if b.len() < N { b.len() } else { N };
+    // Do not cut a multi-byte character: back off over continuation bytes.
+    while n > 0 && n < b.len() && (b[n] & 0xC0) == 0x80 {
+        n -= 1;
+    }
+    let mut out = [b' '; N];
+    let mut i = 0;
+    while i < n {
+        out[i] = b[i];
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::c_void;
+
+    #[test]
+    fn in_slice_cases() {
+        let data = [1u8, 2, 3];
+        // SAFETY: NULL pointers are checked by in_slice; `data` is valid for 3 reads.
+        unsafe {
+            assert_eq!(in_slice::<u8>(ptr::null(), 0), Ok(&[][..]));
+            assert_eq!(in_slice::<u8>(ptr::null(), 1), Err(CkError::ArgumentsBad));
+            assert_eq!(in_slice(data.as_ptr(), 3), Ok(&data[..]));
+            assert_eq!(in_slice(data.as_ptr(), 0), Ok(&[][..]));
+        }
+        let words = [7 as CK_ULONG; 2];
+        // SAFETY: the pointer is deliberately misaligned; in_slice rejects it before any read.
+        let misaligned =
+            unsafe { in_slice(words.as_ptr().cast::<u8>().add(1).cast::<CK_ULONG>(), 1) };
+        assert_eq!(misaligned, Err(CkError::ArgumentsBad));
+        // SAFETY: the length is rejected (byte size > isize::MAX) before any read.
+        let huge = unsafe { in_slice(words.as_ptr(), CK_ULONG::MAX) };
+        assert_eq!(huge, Err(CkError::ArgumentsBad));
+    }
+
+    #[test]
+    fn opt_slice_cases() {
+        let pin = *b"1234";
+        // SAFETY: NULL is checked; `pin` is valid for 4 reads.
+        unsafe {
+            assert_eq!(opt_slice::<u8>(ptr::null(), 4), Ok(None));
+            assert_eq!(opt_slice(pin.as_ptr(), 4), Ok(Some(&pin[..])));
+        }
+    }
+
+    #[test]
+    fn out_ref_cases() {
+        // SAFETY: NULL is checked by out_ref.
+        let null = unsafe { out_ref::<CK_ULONG>(ptr::null_mut()) };
+        assert_eq!(null.unwrap_err(), CkError::ArgumentsBad);
+        let mut v: CK_ULONG = 0;
+        // SAFETY: `v` is valid for a write.
+        unsafe { out_ref(&mut v) }.unwrap().write(42);
+        assert_eq!(v, 42);
+    }
+
+    #[test]
+    fn out_buf_requires_length_pointer() {
+        let mut buf = [0u8; 4];
+        // SAFETY: NULL length pointer is checked by new.
+        let r = unsafe { OutBuf::new(buf.as_mut_ptr(), ptr::null_mut()) };
+        assert_eq!(r.unwrap_err(), CkError::ArgumentsBad);
+    }
+
+    #[test]
+    fn out_buf_size_query() {
+        let mut len: CK_ULONG = 0;
+        // SAFETY: NULL buffer, `len` valid.
+        let out = unsafe { OutBuf::<u8>::new(ptr::null_mut(), &mut len) }.unwrap();
+        assert_eq!(out.write(&[1, 2, 3]), Ok(()));
+        assert_eq!(len, 3);
+        // SAFETY: as above.
+        let out = unsafe { OutBuf::<u8>::new(ptr::null_mut(), &mut len) }.unwrap();
+        assert_eq!(out.reserve(256), Ok(Space::LengthOnly));
+        assert_eq!(len, 256);
+    }
+
+    #[test]
+    fn out_buf_too_small_writes_needed_length_and_nothing_else() {
+        let mut buf = [0xAAu8; 2];
+        let mut len: CK_ULONG = 2;
+        // SAFETY: `buf` holds `len` bytes.
+        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), &mut len) }.unwrap();
+        assert_eq!(out.write(&[1, 2, 3]), Err(CkError::BufferTooSmall));
+        assert_eq!(len, 3);
+        assert_eq!(buf, [0xAA, 0xAA]);
+        let mut len: CK_ULONG = 2;
+        // SAFETY: as above.
+        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), &mut len) }.unwrap();
+        assert_eq!(out.reserve(256), Err(CkError::BufferTooSmall));
+        assert_eq!(len, 256);
+    }
+
+    #[test]
+    fn out_buf_copies_and_sets_exact_length() {
+        let mut buf = [0xAAu8; 8];
+        let mut len: CK_ULONG = 8;
+        // SAFETY: `buf` holds `len` bytes.
+        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), &mut len) }.unwrap();
+        assert_eq!(out.reserve(3), Ok(Space::Room));
+        assert_eq!(
+            len, 8,
+            "reserve must not touch the length when there is room"
+        );
+        assert_eq!(out.write(&[1, 2, 3]), Ok(()));
+        assert_eq!(len, 3);
+        assert_eq!(buf, [1, 2, 3, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA]);
+        // Exact fit and empty output.
+        let mut len: CK_ULONG = 3;
+        // SAFETY: as above.
+        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), &mut len) }.unwrap();
+        assert_eq!(out.write(&[4, 5, 6]), Ok(()));
+        assert_eq!(len, 3);
+        // SAFETY: as above.
+        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), &mut len) }.unwrap();
+        assert_eq!(out.write(&[]), Ok(()));
+        assert_eq!(len, 0);
+    }
+
+    #[test]
+    fn out_buf_of_ulongs() {
+        let mut slots = [0 as CK_SLOT_ID; 4];
+        let mut n: CK_ULONG = 4;
+        // SAFETY: `slots` holds `n` elements.
+        let out = unsafe { OutBuf::new(slots.as_mut_ptr(), &mut n) }.unwrap();
+        assert_eq!(out.write(&[5, 6]), Ok(()));
+        assert_eq!((n, slots), (2, [5, 6, 0, 0]));
+    }
+
+    #[test]
+    fn out_slice_cases() {
+        // SAFETY: NULL is checked.
+        unsafe {
+            assert!(out_slice::<u8>(ptr::null_mut(), 0).is_ok());
+            assert_eq!(
+                out_slice::<u8>(ptr::null_mut(), 1).unwrap_err(),
+                CkError::ArgumentsBad
+            );
+        }
+        let mut h = [0 as CK_OBJECT_HANDLE; 3];
+        // SAFETY: `h` holds 3 elements.
+        let out = unsafe { out_slice(h.as_mut_ptr(), 3) }.unwrap();
+        assert_eq!(out.capacity(), 3);
+        assert_eq!(out.fill(&[9, 8]), Ok(()));
+        assert_eq!(h, [9, 8, 0]);
+        // SAFETY: as above.
+        let out = unsafe { out_slice(h.as_mut_ptr(), 1) }.unwrap();
+        assert_eq!(out.fill(&[1, 2]), Err(CkError::GeneralError));
+    }
+
+    fn pss_bytes() -> (CK_RSA_PKCS_PSS_PARAMS, CK_ULONG) {
+        let p = CK_RSA_PKCS_PSS_PARAMS {
+            hashAlg: CKM_SHA256,
+            mgf: CKG_MGF1_SHA256,
+            sLen: 32,
+        };
+        (p, size_of::<CK_RSA_PKCS_PSS_PARAMS>() as CK_ULONG)
+    }
+
+    #[test]
+    fn mech_params_exact_pss() {
+        let (p, n) = pss_bytes();
+        let want = MechParams::Pss(PssParams {
+            hash_alg: CKM_SHA256,
+            mgf: CKG_MGF1_SHA256,
+            s_len: 32,
+        });
+        for m in [
+            CKM_RSA_PKCS_PSS,
+            CKM_SHA256_RSA_PKCS_PSS,
+            CKM_SHA512_RSA_PKCS_PSS,
+        ] {
+            // SAFETY: `p` is valid for `n` bytes.
+            let got = unsafe { mech_params(m, ptr::addr_of!(p).cast(), n) };
+            assert_eq!(got, Ok(want.clone()));
+        }
+        // Unaligned copy of the same bytes.
+        let mut raw = vec![0u8; n as usize + 1];
+        // SAFETY: `raw` has room for n bytes at offset 1; `p` is n bytes.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                ptr::addr_of!(p).cast::<u8>(),
+                raw.as_mut_ptr().add(1),
+                n as usize,
+            )
+        };
+        // SAFETY: `raw[1..]` is valid for n bytes.
+        let got = unsafe { mech_params(CKM_RSA_PKCS_PSS, raw.as_ptr().add(1).cast(), n) };
+        assert_eq!(got, Ok(want));
+    }
+
+    #[test]
+    fn mech_params_wrong_size_or_other_mechanism_is_raw() {
+        let (p, n) = pss_bytes();
+        // SAFETY: `p` is valid for n (and n - 1) bytes.
+        unsafe {
+            let short = mech_params(CKM_RSA_PKCS_PSS, ptr::addr_of!(p).cast(), n - 1);
+            assert!(matches!(short, Ok(MechParams::Other(ref b)) if b.len() == n as usize - 1));
+            let other = mech_params(CKM_RSA_PKCS, ptr::addr_of!(p).cast(), n);
+            assert!(matches!(other, Ok(MechParams::Other(ref b)) if b.len() == n as usize));
+        }
+    }
+
+    #[test]
+    fn mech_params_null_and_empty() {
+        // SAFETY: NULL pointers are checked by mech_params.
+        unsafe {
+            assert_eq!(
+                mech_params(CKM_RSA_PKCS, ptr::null(), 0),
+                Ok(MechParams::None)
+            );
+            assert_eq!(
+                mech_params(CKM_RSA_PKCS_PSS, ptr::null(), 0),
+                Ok(MechParams::None)
+            );
+            assert_eq!(
+                mech_params(CKM_RSA_PKCS_PSS, ptr::null::<c_void>(), 24),
+                Err(CkError::ArgumentsBad)
+            );
+        }
+    }
+
+    #[test]
+    fn mechanism_struct() {
+        // SAFETY: NULL is checked.
+        let rv = unsafe { mechanism(ptr::null()) };
+        assert_eq!(rv, Err(CkError::ArgumentsBad));
+        let (mut p, n) = pss_bytes();
+        let m = CK_MECHANISM {
+            mechanism: CKM_SHA256_RSA_PKCS_PSS,
+            pParameter: ptr::addr_of_mut!(p).cast(),
+            ulParameterLen: n,
+        };
+        // SAFETY: `m` and its parameter are valid.
+        let got = unsafe { mechanism(&m) }.unwrap();
+        assert_eq!(got.mechanism, CKM_SHA256_RSA_PKCS_PSS);
+        assert!(matches!(
+            got.params,
+            MechParams::Pss(PssParams { s_len: 32, .. })
+        ));
+    }
+
+    #[test]
+    fn padded_strings() {
+        assert_eq!(padded::<4>("ab"), *b"ab  ");
+        assert_eq!(padded::<2>("abc"), *b"ab");
+        // "é" is two bytes: never cut in the middle.
+        assert_eq!(padded::<2>("aé"), *b"a ");
+    }
+}
