@@ -1,6 +1,6 @@
 //! FFI contract tests: the function tables, the interface functions, `C_Initialize` argument
 //! checking, the order of checks (not-initialized before pointers), NULL arguments, and the
-//! panic guard. Tests that touch the global module state hold [`LOCK`] and install a card system
+//! panic guard. Tests that touch the global module state hold `state::TEST_LOCK` and install a card system
 //! with one empty reader, so they never reach PC/SC.
 
 use super::general::*;
@@ -13,7 +13,7 @@ use cryptoki_sys::*;
 use std::ffi::c_void;
 use std::mem::size_of;
 use std::ptr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 macro_rules! null {
     () => {
@@ -22,7 +22,6 @@ macro_rules! null {
 }
 
 /// Serializes the tests that touch the global module state.
-static LOCK: Mutex<()> = Mutex::new(());
 
 /// One reader, never a card.
 struct EmptyReader;
@@ -44,8 +43,8 @@ impl CardSystem for EmptyReader {
 
 /// Takes the lock and leaves the module finalized, with the fake card system for the next
 /// `C_Initialize`.
-fn fresh() -> MutexGuard<'static, ()> {
-    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+fn fresh() -> parking_lot::MutexGuard<'static, ()> {
+    let guard = crate::state::TEST_LOCK.lock();
     crate::state::use_card_system(Some(Arc::new(EmptyReader)));
     // SAFETY: NULL pReserved.
     let _ = unsafe { C_Finalize(ptr::null_mut()) };
@@ -53,7 +52,7 @@ fn fresh() -> MutexGuard<'static, ()> {
 }
 
 /// `fresh()` and then `C_Initialize(NULL)`.
-fn initialized() -> MutexGuard<'static, ()> {
+fn initialized() -> parking_lot::MutexGuard<'static, ()> {
     let guard = fresh();
     // SAFETY: NULL pInitArgs.
     assert_eq!(unsafe { C_Initialize(ptr::null_mut()) }, CKR_OK);
