@@ -30,7 +30,7 @@ pkcs11-tool --module "$MOD" -L
 echo "a document to sign" > "$work/msg"
 step "Sign with the user-authentication key (PIN 1234), RSA-PSS SHA-256"
 pkcs11-tool --module "$MOD" --token-label "JPKI User Authentication" --login --pin 1234 \
-  --sign --id 01 -m SHA256-RSA-PKCS-PSS --hash-algorithm SHA256 --mgf MGF1-SHA256 --salt-len 32 \
+  --sign --id 01 -m SHA256-RSA-PKCS-PSS --mgf MGF1-SHA256 --salt-len 32 \
   -i "$work/msg" -o "$work/auth.sig"
 openssl x509 -inform DER -in "$work/card/auth.crt" -pubkey -noout > "$work/auth.pub"
 openssl dgst -sha256 -verify "$work/auth.pub" -sigopt rsa_padding_mode:pss \
