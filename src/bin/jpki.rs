@@ -32,7 +32,9 @@ struct Args {
 impl Args {
     /// The next option name and its inline value, if any.
     fn next_option(&mut self) -> Result<Option<(String, Option<OsString>)>, UsageError> {
-        let Some(arg) = self.rest.next() else { return Ok(None) };
+        let Some(arg) = self.rest.next() else {
+            return Ok(None);
+        };
         let s = arg
             .to_str()
             .ok_or_else(|| UsageError(format!("bad argument {arg:?}")))?
@@ -74,7 +76,11 @@ fn default_state_dir() -> PathBuf {
 
 fn virtual_card(mut args: Args) -> Result<ExitCode, UsageError> {
     let mut state = None;
-    let mut opts = vcard::vpcd::Options { host: "127.0.0.1".into(), port: 35963, log: None };
+    let mut opts = vcard::vpcd::Options {
+        host: "127.0.0.1".into(),
+        port: 35963,
+        log: None,
+    };
     let mut latency_ms = 0u64;
     while let Some((name, inline)) = args.next_option()? {
         match name.as_str() {
@@ -109,7 +115,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let command = argv.remove(0);
-    let args = Args { rest: argv.into_iter() };
+    let args = Args {
+        rest: argv.into_iter(),
+    };
     let result = match command.to_str() {
         Some("virtual-card") => virtual_card(args),
         Some("help" | "--help" | "-h") => {

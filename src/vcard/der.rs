@@ -65,7 +65,10 @@ pub fn null() -> Vec<u8> {
 
 /// OBJECT IDENTIFIER from its dotted form, e.g. `"2.5.4.3"`.
 pub fn oid(dotted: &str) -> Vec<u8> {
-    let arcs: Vec<u64> = dotted.split('.').map(|a| a.parse().expect("numeric OID arc")).collect();
+    let arcs: Vec<u64> = dotted
+        .split('.')
+        .map(|a| a.parse().expect("numeric OID arc"))
+        .collect();
     assert!(arcs.len() >= 2, "an OID has at least two arcs");
     let mut body = Vec::new();
     push_base128(&mut body, arcs[0] * 40 + arcs[1]);
@@ -155,6 +158,9 @@ mod tests {
     }
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 }

@@ -176,7 +176,13 @@ fn parse(b: &[u8]) -> Result<Apdu<'_>, u16> {
         }
         _ => return Err(sw::WRONG_LENGTH),
     };
-    Ok(Apdu { ins, p1, p2, data, le })
+    Ok(Apdu {
+        ins,
+        p1,
+        p2,
+        data,
+        le,
+    })
 }
 
 fn status(sw: u16) -> Vec<u8> {
@@ -259,8 +265,14 @@ impl VirtualCard {
     /// change, so they survive restarts. Files in dir: `auth.crt`, `auth-ca.crt`, `sign.crt`,
     /// `sign-ca.crt` (DER), `auth.key`, `sign.key` (PKCS#1 or PKCS#8 DER), and [`STATE_FILE`].
     pub fn open(dir: &Path) -> io::Result<VirtualCard> {
-        const FILES: [&str; 6] =
-            ["auth.crt", "auth-ca.crt", "sign.crt", "sign-ca.crt", "auth.key", "sign.key"];
+        const FILES: [&str; 6] = [
+            "auth.crt",
+            "auth-ca.crt",
+            "sign.crt",
+            "sign-ca.crt",
+            "auth.key",
+            "sign.key",
+        ];
         std::fs::create_dir_all(dir)?;
         let present = FILES.iter().filter(|f| dir.join(f).exists()).count();
         let pki = if present == 0 {
@@ -279,7 +291,11 @@ impl VirtualCard {
         } else if present < FILES.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{}: incomplete virtual card (need {})", dir.display(), FILES.join(", ")),
+                format!(
+                    "{}: incomplete virtual card (need {})",
+                    dir.display(),
+                    FILES.join(", ")
+                ),
             ));
         } else {
             let read_key = |name: &str| -> io::Result<RsaPrivateKey> {
@@ -393,9 +409,19 @@ impl VirtualCard {
         if !self.powered {
             return Vec::new();
         }
-        let before = (self.auth.tries, self.sign.tries, self.auth.value.clone(), self.sign.value.clone());
+        let before = (
+            self.auth.tries,
+            self.sign.tries,
+            self.auth.value.clone(),
+            self.sign.value.clone(),
+        );
         let resp = self.process(apdu);
-        let after = (self.auth.tries, self.sign.tries, self.auth.value.clone(), self.sign.value.clone());
+        let after = (
+            self.auth.tries,
+            self.sign.tries,
+            self.auth.value.clone(),
+            self.sign.value.clone(),
+        );
         if before != after {
             if let Err(e) = self.save_state() {
                 eprintln!("jpki virtual card: cannot save {STATE_FILE}: {e}");
@@ -509,7 +535,8 @@ impl VirtualCard {
                     .iter()
                     .find(|(_, aid)| *aid == a.data)
                     .or_else(|| {
-                        APPS.iter().find(|(_, aid)| a.data.len() >= 5 && aid.starts_with(a.data))
+                        APPS.iter()
+                            .find(|(_, aid)| a.data.len() >= 5 && aid.starts_with(a.data))
                     })
                     .map(|(app, _)| *app)
                     .ok_or(sw::NOT_FOUND)?;
@@ -715,13 +742,19 @@ fn sign_mode(key: &RsaPrivateKey, p1: u8, data: &[u8]) -> Option<Vec<u8>> {
     let pkcs1 = |padding: Pkcs1v15Sign, m: &[u8]| key.sign_with_rng(&mut OsRng, padding, m).ok();
     let pss = |hash: &[u8]| -> Option<Vec<u8>> {
         let signer = rsa::pss::SigningKey::<Sha256>::new_with_salt_len(key.clone(), 32);
-        signer.sign_prehash_with_rng(&mut OsRng, hash).ok().map(|s| s.to_vec())
+        signer
+            .sign_prehash_with_rng(&mut OsRng, hash)
+            .ok()
+            .map(|s| s.to_vec())
     };
     match p1 {
         0x00 => pkcs1(Pkcs1v15Sign::new_unprefixed(), data),
         0x01 => pkcs1(Pkcs1v15Sign::new_unprefixed(), &Sha256::digest(data)),
         0x02 => pkcs1(Pkcs1v15Sign::new_unprefixed(), &sha256_digest_info(data)),
-        0x03 => pkcs1(Pkcs1v15Sign::new_unprefixed(), &sha256_digest_info(&Sha256::digest(data))),
+        0x03 => pkcs1(
+            Pkcs1v15Sign::new_unprefixed(),
+            &sha256_digest_info(&Sha256::digest(data)),
+        ),
         0x04 => pss(data),
         0x05 => pss(&Sha256::digest(data)),
         _ => None,

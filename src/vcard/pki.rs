@@ -32,11 +32,12 @@ pub struct Pki {
 pub fn generate() -> Pki {
     let mut keys: Vec<RsaPrivateKey> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
-            .map(|_| {
-                s.spawn(|| RsaPrivateKey::new(&mut OsRng, 2048).expect("RSA key generation"))
-            })
+            .map(|_| s.spawn(|| RsaPrivateKey::new(&mut OsRng, 2048).expect("RSA key generation")))
             .collect();
-        handles.into_iter().map(|h| h.join().expect("key thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("key thread"))
+            .collect()
     });
     let sign_ca_key = keys.pop().expect("4 keys");
     let auth_ca_key = keys.pop().expect("4 keys");
@@ -90,7 +91,11 @@ pub fn generate() -> Pki {
     let other_name = |suffix: &str, value: Vec<u8>| {
         ctx_cons(
             0,
-            &[oid(&format!("1.2.392.200149.8.5.5.{suffix}")), ctx_cons(0, &value)].concat(),
+            &[
+                oid(&format!("1.2.392.200149.8.5.5.{suffix}")),
+                ctx_cons(0, &value),
+            ]
+            .concat(),
         )
     };
     let san = seq(&[
@@ -114,7 +119,14 @@ pub fn generate() -> Pki {
         sign_ext,
     );
 
-    Pki { auth_key, sign_key, auth_cert, auth_ca_cert, sign_cert, sign_ca_cert }
+    Pki {
+        auth_key,
+        sign_key,
+        auth_cert,
+        auth_ca_cert,
+        sign_cert,
+        sign_ca_cert,
+    }
 }
 
 fn ca_name(ou: &str) -> Vec<u8> {
@@ -122,14 +134,19 @@ fn ca_name(ou: &str) -> Vec<u8> {
         ("2.5.4.6", printable("JP")),
         ("2.5.4.10", printable("JPKI")),
         ("2.5.4.11", printable(ou)),
-        ("2.5.4.11", printable("Japan Agency for Local Authority Information Systems")),
+        (
+            "2.5.4.11",
+            printable("Japan Agency for Local Authority Information Systems"),
+        ),
     ])
 }
 
 /// A Name: one attribute per RDN, in order.
 fn name(attrs: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let rdns: Vec<Vec<u8>> =
-        attrs.iter().map(|(t, v)| set(&[seq(&[oid(t), v.clone()])])).collect();
+    let rdns: Vec<Vec<u8>> = attrs
+        .iter()
+        .map(|(t, v)| set(&[seq(&[oid(t), v.clone()])]))
+        .collect();
     seq(&rdns)
 }
 
@@ -138,7 +155,9 @@ fn opaque_id() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut raw = [0u8; 24];
     OsRng.fill_bytes(&mut raw);
-    raw.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    raw.iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 fn extension(id: &str, critical: bool, value: Vec<u8>) -> Vec<u8> {
@@ -196,7 +215,11 @@ fn leaf_cert(
     let (spki, key_id) = spki_and_key_id(key);
     let (_, ca_key_id) = spki_and_key_id(ca_key);
     ext.push(extension("2.5.29.14", false, octets(&key_id)));
-    ext.push(extension("2.5.29.35", false, seq(&[ctx_prim(0, &ca_key_id)])));
+    ext.push(extension(
+        "2.5.29.35",
+        false,
+        seq(&[ctx_prim(0, &ca_key_id)]),
+    ));
     let validity = seq(&[time(not_before), time(not_before + 5 * YEAR)]);
     let tbs = tbs(ca_name, validity, subject, spki, ext);
     sign_tbs(&tbs, ca_key)

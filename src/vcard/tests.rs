@@ -10,7 +10,10 @@ const SELECT_ISD: &str = "00A4040C07A0000001510000";
 
 fn h(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 /// Sends a hex APDU, returns the response as upper-case hex.
@@ -62,7 +65,10 @@ fn atr_and_power() {
     assert!(c.transmit(&h(SELECT_JPKI)).is_empty());
     c.power_on();
     assert_eq!(t(&mut c, SELECT_JPKI), "9000");
-    assert_eq!(c.log(), ["# power off", "# power on", &format!("{SELECT_JPKI} 9000")]);
+    assert_eq!(
+        c.log(),
+        ["# power off", "# power on", &format!("{SELECT_JPKI} 9000")]
+    );
 }
 
 #[test]
@@ -107,21 +113,30 @@ fn select_applications() {
 fn read_certificates() {
     let mut c = jpki();
     let pki = PKI.clone();
-    for (fid, der) in [("000A", &pki.auth_cert), ("000B", &pki.auth_ca_cert), ("0002", &pki.sign_ca_cert)]
-    {
+    for (fid, der) in [
+        ("000A", &pki.auth_cert),
+        ("000B", &pki.auth_ca_cert),
+        ("0002", &pki.sign_ca_cert),
+    ] {
         let ef = read_ef(&mut c, fid);
         assert!(ef.len() > der.len(), "EF larger than the DER");
         assert_eq!(&ef[..der.len()], &der[..]);
         assert!(ef[der.len()..].iter().all(|b| *b == 0xFF), "0xFF filler");
         // Length from the DER header.
-        assert_eq!(usize::from(u16::from_be_bytes([ef[2], ef[3]])) + 4, der.len());
+        assert_eq!(
+            usize::from(u16::from_be_bytes([ef[2], ef[3]])) + 4,
+            der.len()
+        );
     }
     // Short reads: Le=00 is 256, Le caps at what is left, offset past the end is 6B00.
     ok(&mut c, "00A4020C02000A");
     assert_eq!(ok(&mut c, "00B0000000").len(), 256);
     assert_eq!(ok(&mut c, "00B0000010").len(), 16);
     let size = c.auth_cert_ef.len();
-    assert_eq!(ok(&mut c, &format!("00B0{:04X}00", size - 3)), vec![0xFF; 3]);
+    assert_eq!(
+        ok(&mut c, &format!("00B0{:04X}00", size - 3)),
+        vec![0xFF; 3]
+    );
     assert_eq!(t(&mut c, &format!("00B0{:04X}01", size)), "6B00");
     assert_eq!(t(&mut c, "00B07FFF01"), "6B00");
     // Extended Le.
@@ -202,13 +217,22 @@ fn verify_sign_pin_five_tries_and_errors() {
     let mut c = jpki();
     ok(&mut c, "00A4020C02001B");
     for left in (0..5).rev() {
-        assert_eq!(t(&mut c, &verify_apdu("80", "WRONG1")), format!("63C{left}"));
+        assert_eq!(
+            t(&mut c, &verify_apdu("80", "WRONG1")),
+            format!("63C{left}")
+        );
     }
     assert_eq!(t(&mut c, &verify_apdu("80", DEFAULT_SIGN_PIN)), "6984");
-    assert_eq!(t(&mut c, &verify_apdu("80", &DEFAULT_SIGN_PIN.to_lowercase())), "6984");
+    assert_eq!(
+        t(&mut c, &verify_apdu("80", &DEFAULT_SIGN_PIN.to_lowercase())),
+        "6984"
+    );
     let mut c = jpki();
     // Lower case is a different PIN: the card compares bytes as-is.
-    assert_eq!(t(&mut c, &verify_apdu("9B", &DEFAULT_SIGN_PIN.to_lowercase())), "63C4");
+    assert_eq!(
+        t(&mut c, &verify_apdu("9B", &DEFAULT_SIGN_PIN.to_lowercase())),
+        "63C4"
+    );
     // P2=80 needs a PIN EF; bad P1/P2; outside JPKI.
     ok(&mut c, "00A4020C02000A");
     assert_eq!(t(&mut c, &verify_apdu("80", "1234")), "6985");
@@ -275,7 +299,10 @@ fn six_signing_modes_verify() {
     let hash = Sha256::digest(msg);
     let mut digest_info = h("3031300d060960864801650304020105000420");
     digest_info.extend_from_slice(&hash);
-    for (fid, p2, cert) in [("0017", "97", c.auth_cert().to_vec()), ("001A", "9A", c.sign_cert().to_vec())] {
+    for (fid, p2, cert) in [
+        ("0017", "97", c.auth_cert().to_vec()),
+        ("001A", "9A", c.sign_cert().to_vec()),
+    ] {
         let pk = public_key(&cert);
         ok(&mut c, &format!("00A4020C02{fid}"));
         let sigs: Vec<Vec<u8>> = (0u8..6)
@@ -308,7 +335,8 @@ fn six_signing_modes_verify() {
             let sig = PssSignature::try_from(s.as_slice()).unwrap();
             vk.verify_prehash(&hash, &sig).expect("PSS");
             // Salt length 32: the generic PSS verifier with an explicit salt length agrees.
-            pk.verify(rsa::Pss::new_with_salt::<Sha256>(32), &hash, s).expect("PSS salt 32");
+            pk.verify(rsa::Pss::new_with_salt::<Sha256>(32), &hash, s)
+                .expect("PSS salt 32");
         }
     }
 }
@@ -359,7 +387,11 @@ fn change_reference_data() {
     assert_eq!(c.sign_pin(), "NEWPW1");
     assert_eq!(t(&mut c, &verify_apdu("9B", "NEWPW1")), "9000");
     // The log masks the PIN bytes.
-    assert!(c.log().contains(&"0024019B06************ 9000".to_string()), "{:?}", c.log());
+    assert!(
+        c.log().contains(&"0024019B06************ 9000".to_string()),
+        "{:?}",
+        c.log()
+    );
     assert!(c.log().contains(&"0020009B06************ 9000".to_string()));
     assert!(c.log().iter().all(|l| !l.contains(&hex(b"NEWPW1"))));
 }
@@ -432,7 +464,10 @@ fn persistence_across_open() {
     ok(&mut c, &format!("0024019B08{}", hex(b"CHANGED1")));
     drop(c);
     let state = std::fs::read_to_string(dir.join(STATE_FILE)).unwrap();
-    assert!(state.contains("auth_tries=2\n") && state.contains("sign_tries=5\n"), "{state}");
+    assert!(
+        state.contains("auth_tries=2\n") && state.contains("sign_tries=5\n"),
+        "{state}"
+    );
 
     let mut c = VirtualCard::open(&dir).unwrap();
     assert_eq!(c.tries_left(), (2, 5));
@@ -447,7 +482,11 @@ fn persistence_across_open() {
     let hash = Sha256::digest(b"persist");
     let sig = ok(&mut c, &sign_apdu(2, "80", &hash));
     public_key(&auth_cert)
-        .verify(Pkcs1v15Sign::new_unprefixed(), &sha256_digest_info(&hash), &sig)
+        .verify(
+            Pkcs1v15Sign::new_unprefixed(),
+            &sha256_digest_info(&hash),
+            &sig,
+        )
         .unwrap();
     // An incomplete directory is refused.
     std::fs::remove_file(dir.join("sign.key")).unwrap();
@@ -456,7 +495,10 @@ fn persistence_across_open() {
 }
 
 fn openssl(args: &[&str]) -> String {
-    let out = std::process::Command::new("openssl").args(args).output().expect("run openssl");
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -472,25 +514,53 @@ fn certificates_pass_openssl() {
     let c = VirtualCard::open(&dir).unwrap();
     let d = |f: &str| dir.join(f).to_str().unwrap().to_string();
     for name in ["auth", "auth-ca", "sign", "sign-ca"] {
-        openssl(&["x509", "-inform", "DER", "-in", &d(&format!("{name}.crt")), "-out", &d(&format!("{name}.pem"))]);
+        openssl(&[
+            "x509",
+            "-inform",
+            "DER",
+            "-in",
+            &d(&format!("{name}.crt")),
+            "-out",
+            &d(&format!("{name}.pem")),
+        ]);
     }
     let auth = openssl(&["x509", "-in", &d("auth.pem"), "-noout", "-text"]);
     assert!(auth.contains("Issuer: C = JP, O = JPKI, OU = JPKI for user authentication, OU = Japan Agency for Local Authority Information Systems"), "{auth}");
     assert!(auth.contains("TLS Web Client Authentication"), "{auth}");
-    assert!(auth.contains("OCSP - URI:http://ocspauthnorm.jpki.go.jp"), "{auth}");
+    assert!(
+        auth.contains("OCSP - URI:http://ocspauthnorm.jpki.go.jp"),
+        "{auth}"
+    );
     assert!(auth.contains("Digital Signature"), "{auth}");
     assert!(auth.contains("sha256WithRSAEncryption"), "{auth}");
     assert!(auth.contains("Public-Key: (2048 bit)"), "{auth}");
     assert!(auth.contains("Exponent: 65537"), "{auth}");
     let sign = openssl(&["x509", "-in", &d("sign.pem"), "-noout", "-text"]);
-    assert!(sign.contains("Digital Signature, Non Repudiation"), "{sign}");
+    assert!(
+        sign.contains("Digital Signature, Non Repudiation"),
+        "{sign}"
+    );
     assert!(sign.contains("1.2.392.200149.8.5.5.1"), "{sign}");
-    assert!(sign.contains("Subject: C = JP, L = Tokyo-to, L = Shiken-ku, CN = "), "{sign}");
+    assert!(
+        sign.contains("Subject: C = JP, L = Tokyo-to, L = Shiken-ku, CN = "),
+        "{sign}"
+    );
     let ca = openssl(&["x509", "-in", &d("sign-ca.pem"), "-noout", "-text"]);
-    assert!(ca.contains("CA:TRUE") && ca.contains("Certificate Sign, CRL Sign"), "{ca}");
-    assert!(ca.contains("X509v3 Subject Key Identifier") && ca.contains("X509v3 Authority Key Identifier"));
+    assert!(
+        ca.contains("CA:TRUE") && ca.contains("Certificate Sign, CRL Sign"),
+        "{ca}"
+    );
+    assert!(
+        ca.contains("X509v3 Subject Key Identifier")
+            && ca.contains("X509v3 Authority Key Identifier")
+    );
     for leaf in ["auth", "sign"] {
-        let out = openssl(&["verify", "-CAfile", &d(&format!("{leaf}-ca.pem")), &d(&format!("{leaf}.pem"))]);
+        let out = openssl(&[
+            "verify",
+            "-CAfile",
+            &d(&format!("{leaf}-ca.pem")),
+            &d(&format!("{leaf}.pem")),
+        ]);
         assert!(out.contains(": OK"), "{out}");
     }
     // A leaf does not verify against the other CA.
@@ -500,7 +570,12 @@ fn certificates_pass_openssl() {
         .unwrap();
     assert!(!bad.status.success());
     // x509-cert parses them, and the UTF-8 name is inside the signature certificate.
-    for der in [c.auth_cert(), c.auth_ca_cert(), c.sign_cert(), c.sign_ca_cert()] {
+    for der in [
+        c.auth_cert(),
+        c.auth_ca_cert(),
+        c.sign_cert(),
+        c.sign_ca_cert(),
+    ] {
         x509_cert::Certificate::from_der(der).expect("x509-cert parses");
     }
     let name = "試験\u{3000}太郎".as_bytes();

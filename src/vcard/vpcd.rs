@@ -40,7 +40,10 @@ pub fn run(mut card: VirtualCard, opts: &Options) -> io::Result<()> {
             }
         };
         stream.set_nodelay(true)?;
-        println!("virtual card connected to vpcd at {}:{}", opts.host, opts.port);
+        println!(
+            "virtual card connected to vpcd at {}:{}",
+            opts.host, opts.port
+        );
         io::stdout().flush()?;
         let result = serve(&mut card, stream, &mut log);
         // The reader lost the card: it is unpowered until vpcd powers it again.
