@@ -54,8 +54,8 @@ pub use crate::state::{
     find_objects, find_objects_final, find_objects_init, generate_random, get_attribute_value,
     get_mechanism_info, get_mechanism_list, get_object_size, get_session_info, get_slot_info,
     get_slot_list, get_token_info, initialize, login, logout, open_session, poison, seed_random,
-    set_pin, sign, sign_final, sign_init, sign_len, sign_update, verify, verify_final, verify_init,
-    verify_update,
+    set_pin, sign, sign_final, sign_init, sign_len, sign_update, verify, verify_final,
+    verify_init, verify_update,
 };
 
 #[allow(unused)]
@@ -82,11 +82,8 @@ fn _signatures_are_stable() {
     let _: fn(CK_SESSION_HANDLE, Template) -> CkResult<()> = find_objects_init;
     let _: fn(CK_SESSION_HANDLE, usize) -> CkResult<Vec<CK_OBJECT_HANDLE>> = find_objects;
     let _: fn(CK_SESSION_HANDLE) -> CkResult<()> = find_objects_final;
-    let _: fn(
-        CK_SESSION_HANDLE,
-        CK_OBJECT_HANDLE,
-        &[CK_ATTRIBUTE_TYPE],
-    ) -> CkResult<Vec<AttrValue>> = get_attribute_value;
+    let _: fn(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, &[CK_ATTRIBUTE_TYPE]) -> CkResult<Vec<AttrValue>> =
+        get_attribute_value;
     let _: fn(CK_SESSION_HANDLE, CK_OBJECT_HANDLE) -> CkResult<CK_ULONG> = get_object_size;
     let _: fn(CK_SESSION_HANDLE, &Mechanism, CK_OBJECT_HANDLE) -> CkResult<()> = sign_init;
     let _: fn(CK_SESSION_HANDLE) -> CkResult<usize> = sign_len;

@@ -150,7 +150,9 @@ impl Error {
         let ck = match (self, ctx) {
             (Error::Status(sw), Context::Login) if sw & 0xFFF0 == 0x63C0 => CkError::PinIncorrect,
             (Error::Status(0x6983 | 0x6984), Context::Login | Context::Sign) => CkError::PinLocked,
-            (Error::Status(sw), Context::Sign) if sw & 0xFFF0 == 0x63C0 => CkError::UserNotLoggedIn,
+            (Error::Status(sw), Context::Sign) if sw & 0xFFF0 == 0x63C0 => {
+                CkError::UserNotLoggedIn
+            }
             (Error::Status(0x6982), _) => CkError::UserNotLoggedIn,
             (Error::Status(_), _) => CkError::DeviceError,
             (Error::CardRemoved | Error::NoCard, _) => CkError::DeviceRemoved,
@@ -172,38 +174,14 @@ mod tests {
 
     #[test]
     fn status_words_map_by_context() {
-        assert_eq!(
-            Error::Status(0x63C2).to_ck(Context::Login),
-            CkError::PinIncorrect
-        );
-        assert_eq!(
-            Error::Status(0x63C0).to_ck(Context::Login),
-            CkError::PinIncorrect
-        );
-        assert_eq!(
-            Error::Status(0x6984).to_ck(Context::Login),
-            CkError::PinLocked
-        );
-        assert_eq!(
-            Error::Status(0x6983).to_ck(Context::Login),
-            CkError::PinLocked
-        );
-        assert_eq!(
-            Error::Status(0x63C1).to_ck(Context::Sign),
-            CkError::UserNotLoggedIn
-        );
-        assert_eq!(
-            Error::Status(0x6982).to_ck(Context::Sign),
-            CkError::UserNotLoggedIn
-        );
-        assert_eq!(
-            Error::Status(0x6A86).to_ck(Context::Sign),
-            CkError::DeviceError
-        );
-        assert_eq!(
-            Error::CardRemoved.to_ck(Context::Read),
-            CkError::DeviceRemoved
-        );
+        assert_eq!(Error::Status(0x63C2).to_ck(Context::Login), CkError::PinIncorrect);
+        assert_eq!(Error::Status(0x63C0).to_ck(Context::Login), CkError::PinIncorrect);
+        assert_eq!(Error::Status(0x6984).to_ck(Context::Login), CkError::PinLocked);
+        assert_eq!(Error::Status(0x6983).to_ck(Context::Login), CkError::PinLocked);
+        assert_eq!(Error::Status(0x63C1).to_ck(Context::Sign), CkError::UserNotLoggedIn);
+        assert_eq!(Error::Status(0x6982).to_ck(Context::Sign), CkError::UserNotLoggedIn);
+        assert_eq!(Error::Status(0x6A86).to_ck(Context::Sign), CkError::DeviceError);
+        assert_eq!(Error::CardRemoved.to_ck(Context::Read), CkError::DeviceRemoved);
         assert_eq!(CK_RV::from(CkError::PinLocked), CKR_PIN_LOCKED);
         assert_eq!(CkError::BufferTooSmall.name(), "CKR_BUFFER_TOO_SMALL");
     }

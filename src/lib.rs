@@ -11,10 +11,10 @@
 #![deny(clippy::undocumented_unsafe_blocks, clippy::not_unsafe_ptr_arg_deref)]
 
 pub mod api;
-pub mod card;
 pub mod error;
-pub mod ffi;
 pub mod log;
 pub mod state;
+pub mod card;
+pub mod ffi;
 pub mod token;
 pub mod vcard;

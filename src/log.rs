@@ -12,11 +12,7 @@ static SINK: Lazy<Option<Mutex<Box<dyn Write + Send>>>> = Lazy::new(|| {
     if target == "stderr" || target == "1" {
         return Some(Mutex::new(Box::new(std::io::stderr())));
     }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(target)
-        .ok()?;
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(target).ok()?;
     Some(Mutex::new(Box::new(file)))
 });
 
