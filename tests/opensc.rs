@@ -305,3 +305,20 @@ fn hex_bytes(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
+
+#[test]
+fn two_cards_in_two_readers() {
+    let _l = lock();
+    let first = VCard::start();
+    let dir = first.state_dir.with_extension("second");
+    let _ = std::fs::remove_dir_all(&dir);
+    let second = VCard::start_with(&dir, common::VPCD_PORT + 1);
+    assert_eq!(second.reader, "Virtual PCD 00 01");
+    assert_ne!(first.cert("auth"), second.cert("auth"));
+    let list = pkcs11_tool_ok(&["-L"]);
+    assert_eq!(list.matches(AUTH_TOKEN).count(), 2, "{list}");
+    assert!(list.contains("Virtual PCD 00 01"), "{list}");
+    assert!(second.apdu_count() > 0 && first.apdu_count() > 0);
+    drop(second);
+    let _ = std::fs::remove_dir_all(&dir);
+}

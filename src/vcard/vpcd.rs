@@ -103,3 +103,68 @@ fn flush_log(card: &mut VirtualCard, log: &mut Option<File>) -> io::Result<()> {
     card.clear_log();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn send(s: &mut TcpStream, payload: &[u8]) {
+        let mut msg = (payload.len() as u16).to_be_bytes().to_vec();
+        msg.extend_from_slice(payload);
+        s.write_all(&msg).unwrap();
+    }
+
+    fn recv(s: &mut TcpStream) -> Vec<u8> {
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        s.read_exact(&mut msg).unwrap();
+        msg
+    }
+
+    /// A fake vpcd: control codes, APDUs, the log file, and reconnection after a drop.
+    #[test]
+    fn speaks_the_vpcd_protocol_and_reconnects() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = std::env::temp_dir().join(format!("jpki-vpcd-test-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        let opts = Options {
+            host: "127.0.0.1".into(),
+            port,
+            log: Some(log.clone()),
+        };
+        std::thread::spawn(move || run(VirtualCard::in_memory(), &opts));
+
+        let (mut s, _) = listener.accept().unwrap();
+        send(&mut s, &[0x04]);
+        assert_eq!(recv(&mut s), VirtualCard::in_memory().atr());
+        send(&mut s, &[0x01]);
+        send(
+            &mut s,
+            &[
+                0x00, 0xA4, 0x04, 0x0C, 0x07, 0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00,
+            ],
+        );
+        assert_eq!(recv(&mut s), [0x90, 0x00]);
+        send(&mut s, &[0x02]);
+        send(&mut s, &[0x00, 0x84, 0x00, 0x00, 0x04]);
+        assert_eq!(recv(&mut s).len(), 6);
+        drop(s);
+
+        // The card comes back on a new connection (pcscd restarted), unpowered until told.
+        let (mut s, _) = listener.accept().unwrap();
+        send(&mut s, &[0x01]);
+        send(&mut s, &[0x00, 0xCA, 0x00, 0x00, 0x00]);
+        assert_eq!(recv(&mut s), [0x6D, 0x00]);
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "# power on");
+        assert_eq!(lines[1], "00A4040C07A0000001510000 9000");
+        assert_eq!(lines[2], "# reset");
+        assert!(lines[3].starts_with("0084000004 ") && lines[3].ends_with("9000"));
+        assert_eq!(lines[4..], ["# power off", "# power on", "00CA000000 6D00"]);
+        let _ = std::fs::remove_file(&log);
+    }
+}
