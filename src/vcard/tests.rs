@@ -488,6 +488,20 @@ fn persistence_across_open() {
             &sig,
         )
         .unwrap();
+    // PKCS#8 keys load too.
+    let pkcs8 = rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(&c.pki.auth_key).unwrap();
+    std::fs::write(dir.join("auth.key"), pkcs8.as_bytes()).unwrap();
+    let mut c = VirtualCard::open(&dir).unwrap();
+    ok(&mut c, SELECT_JPKI);
+    ok(&mut c, &verify_apdu("98", DEFAULT_AUTH_PIN));
+    let sig = ok(&mut c, &sign_apdu(2, "97", &hash));
+    public_key(&auth_cert)
+        .verify(
+            Pkcs1v15Sign::new_unprefixed(),
+            &sha256_digest_info(&hash),
+            &sig,
+        )
+        .unwrap();
     // An incomplete directory is refused.
     std::fs::remove_file(dir.join("sign.key")).unwrap();
     assert!(VirtualCard::open(&dir).is_err());

@@ -112,7 +112,12 @@ impl VCard {
         if self.port_lock.is_none() {
             self.port_lock = Some(PortLock::acquire(self.port));
         }
-        wait_for_card(&self.reader, false);
+        assert!(
+            wait_for_card(&self.reader, false),
+            "reader {:?} still has a card after {PCSCD_TIMEOUT:?}: another virtual card is \
+             running on it (`pgrep -a jpki`)",
+            self.reader
+        );
         let child = Command::new(env!("CARGO_BIN_EXE_jpki"))
             .arg("virtual-card")
             .arg("--state")
@@ -149,10 +154,22 @@ impl VCard {
 
     /// Remove the card: kill the process and wait until pcscd sees the reader empty.
     pub fn remove(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            wait_for_card(&self.reader, false);
+        assert!(
+            self.kill(),
+            "pcscd still shows a card in {:?} {PCSCD_TIMEOUT:?} after the virtual card exited",
+            self.reader
+        );
+    }
+
+    /// Kills the process; whether pcscd then saw the reader empty. Never panics (used by Drop).
+    fn kill(&mut self) -> bool {
+        match self.child.take() {
+            Some(mut child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                wait_for_card(&self.reader, false)
+            }
+            None => true,
         }
     }
 
@@ -197,7 +214,7 @@ impl VCard {
 
 impl Drop for VCard {
     fn drop(&mut self) {
-        self.remove();
+        self.kill();
         if self.owns_dir {
             let _ = std::fs::remove_dir_all(&self.state_dir);
         }
@@ -241,18 +258,16 @@ fn wait_status_change(reader: &str, timeout: Duration) {
     let _ = ctx.get_status_change(timeout, &mut states);
 }
 
-/// Waits until the reader shows a card (`present`) or no card.
-fn wait_for_card(reader: &str, present: bool) {
+/// Waits until the reader shows a card (`present`) or no card; false on timeout.
+fn wait_for_card(reader: &str, present: bool) -> bool {
     let start = Instant::now();
     while card_present(reader) != present {
-        assert!(
-            start.elapsed() < PCSCD_TIMEOUT,
-            "reader {reader:?} still {} a card after {PCSCD_TIMEOUT:?} (another virtual card \
-             running on it? `pgrep -a jpki`)",
-            if present { "without" } else { "with" }
-        );
+        if start.elapsed() >= PCSCD_TIMEOUT {
+            return false;
+        }
         wait_status_change(reader, Duration::from_millis(200));
     }
+    true
 }
 
 /// A cross-process lock on one vpcd port (a directory in the temp dir holding the owner's pid),
