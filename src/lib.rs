@@ -18,3 +18,5 @@ pub mod log;
 pub mod state;
 pub mod token;
 pub mod vcard;
+#[cfg(test)]
+mod backend_tests;

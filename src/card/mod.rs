@@ -3,7 +3,7 @@
 //! ([`apdu`]), and the JPKI application's operations ([`jpki`]).
 
 pub mod apdu;
-// pub mod inproc; (enabled with the virtual card)
+pub mod inproc;
 pub mod jpki;
 pub mod pcsc;
 
