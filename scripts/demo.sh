@@ -11,8 +11,8 @@ work=$(mktemp -d)
 started=$(scripts/pcscd.sh start)
 vcard=""
 cleanup() {
-  [ -n "$vcard" ] && kill "$vcard" 2>/dev/null
-  [ "$started" = started ] && scripts/pcscd.sh stop
+  if [ -n "$vcard" ]; then kill "$vcard" 2>/dev/null || true; fi
+  if [ "$started" = started ]; then scripts/pcscd.sh stop; fi
   rm -rf "$work"
 }
 trap cleanup EXIT

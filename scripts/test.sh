@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 started=$(scripts/pcscd.sh start)
-cleanup() { [ "$started" = started ] && scripts/pcscd.sh stop; }
+cleanup() { if [ "$started" = started ]; then scripts/pcscd.sh stop; fi; }
 trap cleanup EXIT
 cargo build --all-targets
 cargo test --all-targets -- --test-threads=1

@@ -31,7 +31,11 @@ impl Fixture {
         let card = sys.insert(0, VirtualCard::in_memory());
         crate::state::use_card_system(Some(sys.clone()));
         api::initialize().unwrap();
-        Fixture { sys, card, _guard: guard }
+        Fixture {
+            sys,
+            card,
+            _guard: guard,
+        }
     }
 
     fn session(&self, slot: CK_SLOT_ID) -> CK_SESSION_HANDLE {
@@ -49,13 +53,18 @@ impl Fixture {
 
     fn verifies_sent(&self) -> usize {
         // VERIFY with data: "0020" + P1P2 + Lc != 00 (data masked with '*').
-        self.log().iter().filter(|l| l.starts_with("0020") && l.contains('*')).count()
+        self.log()
+            .iter()
+            .filter(|l| l.starts_with("0020") && l.contains('*'))
+            .count()
     }
 
     /// As another process would: SELECT JPKI, SELECT the key EF, COMPUTE DIGITAL SIGNATURE.
     fn other_process_sign_sw(&self, key_ef: u8) -> u16 {
         let mut c = self.card.lock();
-        let sel = c.transmit(&[0, 0xA4, 4, 0x0C, 10, 0xD3, 0x92, 0xF0, 0, 0x26, 1, 0, 0, 0, 1]);
+        let sel = c.transmit(&[
+            0, 0xA4, 4, 0x0C, 10, 0xD3, 0x92, 0xF0, 0, 0x26, 1, 0, 0, 0, 1,
+        ]);
         assert_eq!(sel, [0x90, 0]);
         assert_eq!(c.transmit(&[0, 0xA4, 2, 0x0C, 2, 0, key_ef]), [0x90, 0]);
         let mut apdu = vec![0x80, 0x2A, 0, 0x80, 51];
@@ -84,18 +93,29 @@ fn digest_info(msg: &[u8]) -> Vec<u8> {
 
 fn public_key(cert_der: &[u8]) -> RsaPublicKey {
     let cert = x509_cert::Certificate::from_der(cert_der).unwrap();
-    let bits = cert.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
+    let bits = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes();
     RsaPublicKey::from_pkcs1_der(bits).unwrap()
 }
 
 fn mech(m: CK_MECHANISM_TYPE) -> Mechanism {
-    Mechanism { mechanism: m, params: MechParams::None }
+    Mechanism {
+        mechanism: m,
+        params: MechParams::None,
+    }
 }
 
 fn pss(m: CK_MECHANISM_TYPE) -> Mechanism {
     Mechanism {
         mechanism: m,
-        params: MechParams::Pss(PssParams { hash_alg: CKM_SHA256, mgf: CKG_MGF1_SHA256, s_len: 32 }),
+        params: MechParams::Pss(PssParams {
+            hash_alg: CKM_SHA256,
+            mgf: CKG_MGF1_SHA256,
+            s_len: 32,
+        }),
     }
 }
 
@@ -114,7 +134,10 @@ fn class_of(h: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE) -> CK_OBJECT_CLASS {
 }
 
 fn classes(h: CK_SESSION_HANDLE) -> Vec<CK_OBJECT_CLASS> {
-    let mut c: Vec<_> = find(h, vec![]).into_iter().map(|o| class_of(h, o)).collect();
+    let mut c: Vec<_> = find(h, vec![])
+        .into_iter()
+        .map(|o| class_of(h, o))
+        .collect();
     c.sort();
     c
 }
@@ -144,7 +167,10 @@ fn lists_two_tokens_per_reader() {
     assert_eq!((sign.ulMinPinLen, sign.ulMaxPinLen), (6, 16));
     assert!(auth.flags & CKF_LOGIN_REQUIRED != 0 && auth.flags & CKF_TOKEN_INITIALIZED != 0);
     let slot = api::get_slot_info(AUTH_SLOT).unwrap();
-    assert_eq!(slot.flags & (CKF_REMOVABLE_DEVICE | CKF_TOKEN_PRESENT), CKF_REMOVABLE_DEVICE | CKF_TOKEN_PRESENT);
+    assert_eq!(
+        slot.flags & (CKF_REMOVABLE_DEVICE | CKF_TOKEN_PRESENT),
+        CKF_REMOVABLE_DEVICE | CKF_TOKEN_PRESENT
+    );
     // Token info never presents a PIN.
     assert_eq!(f.verifies_sent(), 0);
 }
@@ -156,7 +182,10 @@ fn a_different_card_has_a_different_serial() {
     let first = api::get_token_info(AUTH_SLOT).unwrap().serialNumber;
     f.sys.remove(0);
     f.sys.insert(0, VirtualCard::in_memory_other());
-    let second = api::get_token_info(AUTH_SLOT).map_err(|e| e.name()).unwrap().serialNumber;
+    let second = api::get_token_info(AUTH_SLOT)
+        .map_err(|e| e.name())
+        .unwrap()
+        .serialNumber;
     assert_ne!(first, second);
 }
 
@@ -165,36 +194,72 @@ fn objects_before_and_after_login() {
     let f = Fixture::new();
     let a = f.session(AUTH_SLOT);
     let s = f.session(SIGN_SLOT);
-    assert_eq!(classes(a), vec![CKO_CERTIFICATE, CKO_CERTIFICATE, CKO_PUBLIC_KEY, CKO_PROFILE]);
-    assert_eq!(classes(s), vec![CKO_CERTIFICATE, CKO_PROFILE], "no signature certificate before login");
+    assert_eq!(
+        classes(a),
+        vec![
+            CKO_CERTIFICATE,
+            CKO_CERTIFICATE,
+            CKO_PUBLIC_KEY,
+            CKO_PROFILE
+        ]
+    );
+    assert_eq!(
+        classes(s),
+        vec![CKO_CERTIFICATE, CKO_PROFILE],
+        "no signature certificate before login"
+    );
     // The one certificate on the signature token is the CA's.
     let certs = find(s, vec![(CKA_CLASS, CKO_CERTIFICATE.to_ne_bytes().to_vec())]);
     let v = api::get_attribute_value(s, certs[0], &[CKA_VALUE]).unwrap();
-    assert_eq!(v[0], AttrValue::Value(f.card.lock().sign_ca_cert().to_vec()));
+    assert_eq!(
+        v[0],
+        AttrValue::Value(f.card.lock().sign_ca_cert().to_vec())
+    );
     // Reading the signature certificate without the password is refused by the card too.
     assert!(f.log().iter().all(|l| !l.starts_with("00A4020C020001")));
 
     api::login(a, CKU_USER, Some(b"1234")).unwrap();
     assert_eq!(
         classes(a),
-        vec![CKO_CERTIFICATE, CKO_CERTIFICATE, CKO_PUBLIC_KEY, CKO_PRIVATE_KEY, CKO_PROFILE]
+        vec![
+            CKO_CERTIFICATE,
+            CKO_CERTIFICATE,
+            CKO_PUBLIC_KEY,
+            CKO_PRIVATE_KEY,
+            CKO_PROFILE
+        ]
     );
     api::login(s, CKU_USER, Some(b"jpkitest1")).unwrap();
     assert_eq!(
         classes(s),
-        vec![CKO_CERTIFICATE, CKO_CERTIFICATE, CKO_PUBLIC_KEY, CKO_PRIVATE_KEY, CKO_PROFILE]
+        vec![
+            CKO_CERTIFICATE,
+            CKO_CERTIFICATE,
+            CKO_PUBLIC_KEY,
+            CKO_PRIVATE_KEY,
+            CKO_PROFILE
+        ]
     );
     let k = private_key(s);
     let attrs = api::get_attribute_value(
         s,
         k,
-        &[CKA_ALWAYS_AUTHENTICATE, CKA_EXTRACTABLE, CKA_SENSITIVE, CKA_MODULUS, CKA_PRIVATE_EXPONENT, 0x7777_0000],
+        &[
+            CKA_ALWAYS_AUTHENTICATE,
+            CKA_EXTRACTABLE,
+            CKA_SENSITIVE,
+            CKA_MODULUS,
+            CKA_PRIVATE_EXPONENT,
+            0x7777_0000,
+        ],
     )
     .unwrap();
     assert_eq!(attrs[0], AttrValue::Value(vec![1]));
     assert_eq!(attrs[1], AttrValue::Value(vec![0]));
     assert_eq!(attrs[2], AttrValue::Value(vec![1]));
-    let AttrValue::Value(modulus) = &attrs[3] else { panic!("modulus") };
+    let AttrValue::Value(modulus) = &attrs[3] else {
+        panic!("modulus")
+    };
     assert_eq!(modulus.len(), 256);
     assert_eq!(attrs[4], AttrValue::Sensitive);
     assert_eq!(attrs[5], AttrValue::Invalid);
@@ -212,7 +277,10 @@ fn every_mechanism_signs_with_both_keys_and_verifies() {
     let f = Fixture::new();
     let auth_pub = public_key(f.card.lock().auth_cert());
     let sign_pub = public_key(f.card.lock().sign_cert());
-    for (slot, pin, pubkey) in [(AUTH_SLOT, &b"1234"[..], &auth_pub), (SIGN_SLOT, &b"JPKITEST1"[..], &sign_pub)] {
+    for (slot, pin, pubkey) in [
+        (AUTH_SLOT, &b"1234"[..], &auth_pub),
+        (SIGN_SLOT, &b"JPKITEST1"[..], &sign_pub),
+    ] {
         let h = f.session(slot);
         api::login(h, CKU_USER, Some(pin)).unwrap();
         let key = private_key(h);
@@ -230,24 +298,58 @@ fn every_mechanism_signs_with_both_keys_and_verifies() {
         for (m, data) in cases {
             api::sign_init(h, &m, key).unwrap();
             if slot == SIGN_SLOT {
-                assert_eq!(api::sign(h, &data), Err(CkError::UserNotLoggedIn), "always-authenticate");
+                assert_eq!(
+                    api::sign(h, &data),
+                    Err(CkError::UserNotLoggedIn),
+                    "always-authenticate"
+                );
                 api::sign_init(h, &m, key).unwrap();
                 api::login(h, CKU_CONTEXT_SPECIFIC, Some(pin)).unwrap();
             }
             assert_eq!(api::sign_len(h).unwrap(), 256);
-            assert_eq!(api::sign_len(h).unwrap(), 256, "a length query does not end the operation");
+            assert_eq!(
+                api::sign_len(h).unwrap(),
+                256,
+                "a length query does not end the operation"
+            );
             let sig = api::sign(h, &data).unwrap();
             let ok = match m.mechanism {
                 CKM_RSA_PKCS => pubkey.verify(Pkcs1v15Sign::new_unprefixed(), &data, &sig),
-                CKM_SHA256_RSA_PKCS => pubkey.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), &sig),
-                CKM_SHA1_RSA_PKCS => pubkey.verify(Pkcs1v15Sign::new::<sha1::Sha1>(), &sha1::Sha1::digest(msg), &sig),
-                CKM_SHA224_RSA_PKCS => pubkey.verify(Pkcs1v15Sign::new::<sha2::Sha224>(), &sha2::Sha224::digest(msg), &sig),
-                CKM_SHA384_RSA_PKCS => pubkey.verify(Pkcs1v15Sign::new::<sha2::Sha384>(), &sha2::Sha384::digest(msg), &sig),
-                CKM_SHA512_RSA_PKCS => pubkey.verify(Pkcs1v15Sign::new::<sha2::Sha512>(), &sha2::Sha512::digest(msg), &sig),
+                CKM_SHA256_RSA_PKCS => {
+                    pubkey.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), &sig)
+                }
+                CKM_SHA1_RSA_PKCS => pubkey.verify(
+                    Pkcs1v15Sign::new::<sha1::Sha1>(),
+                    &sha1::Sha1::digest(msg),
+                    &sig,
+                ),
+                CKM_SHA224_RSA_PKCS => pubkey.verify(
+                    Pkcs1v15Sign::new::<sha2::Sha224>(),
+                    &sha2::Sha224::digest(msg),
+                    &sig,
+                ),
+                CKM_SHA384_RSA_PKCS => pubkey.verify(
+                    Pkcs1v15Sign::new::<sha2::Sha384>(),
+                    &sha2::Sha384::digest(msg),
+                    &sig,
+                ),
+                CKM_SHA512_RSA_PKCS => pubkey.verify(
+                    Pkcs1v15Sign::new::<sha2::Sha512>(),
+                    &sha2::Sha512::digest(msg),
+                    &sig,
+                ),
                 _ => pubkey.verify(Pss::new_with_salt::<Sha256>(32), &Sha256::digest(msg), &sig),
             };
-            assert!(ok.is_ok(), "slot {slot} mechanism {:#x} verifies", m.mechanism);
-            assert_eq!(api::sign_len(h), Err(CkError::OperationNotInitialized), "C_Sign ended it");
+            assert!(
+                ok.is_ok(),
+                "slot {slot} mechanism {:#x} verifies",
+                m.mechanism
+            );
+            assert_eq!(
+                api::sign_len(h),
+                Err(CkError::OperationNotInitialized),
+                "C_Sign ended it"
+            );
         }
         // Multi-part.
         api::sign_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), key).unwrap();
@@ -257,13 +359,18 @@ fn every_mechanism_signs_with_both_keys_and_verifies() {
         api::sign_update(h, b"message ").unwrap();
         api::sign_update(h, b"to sign").unwrap();
         let sig = api::sign_final(h).unwrap();
-        assert!(pubkey.verify(Pss::new_with_salt::<Sha256>(32), &Sha256::digest(msg), &sig).is_ok());
+        assert!(pubkey
+            .verify(Pss::new_with_salt::<Sha256>(32), &Sha256::digest(msg), &sig)
+            .is_ok());
         // Host-side verification with the public key object.
         let pubs = find(h, vec![(CKA_CLASS, CKO_PUBLIC_KEY.to_ne_bytes().to_vec())]);
         api::verify_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), pubs[0]).unwrap();
         api::verify(h, msg, &sig).unwrap();
         api::verify_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), pubs[0]).unwrap();
-        assert_eq!(api::verify(h, b"other", &sig), Err(CkError::SignatureInvalid));
+        assert_eq!(
+            api::verify(h, b"other", &sig),
+            Err(CkError::SignatureInvalid)
+        );
     }
 }
 
@@ -275,15 +382,31 @@ fn wrong_parameters_are_refused() {
     let key = private_key(h);
     let bad = Mechanism {
         mechanism: CKM_RSA_PKCS_PSS,
-        params: MechParams::Pss(PssParams { hash_alg: CKM_SHA256, mgf: CKG_MGF1_SHA256, s_len: 20 }),
+        params: MechParams::Pss(PssParams {
+            hash_alg: CKM_SHA256,
+            mgf: CKG_MGF1_SHA256,
+            s_len: 20,
+        }),
     };
-    assert_eq!(api::sign_init(h, &bad, key), Err(CkError::MechanismParamInvalid));
-    assert_eq!(api::sign_init(h, &mech(CKM_RSA_X_509), key), Err(CkError::MechanismInvalid));
+    assert_eq!(
+        api::sign_init(h, &bad, key),
+        Err(CkError::MechanismParamInvalid)
+    );
+    assert_eq!(
+        api::sign_init(h, &mech(CKM_RSA_X_509), key),
+        Err(CkError::MechanismInvalid)
+    );
     api::sign_init(h, &mech(CKM_RSA_PKCS), key).unwrap();
     assert_eq!(api::sign(h, &[0; 246]), Err(CkError::DataLenRange));
     let pubs = find(h, vec![(CKA_CLASS, CKO_PUBLIC_KEY.to_ne_bytes().to_vec())]);
-    assert_eq!(api::sign_init(h, &mech(CKM_RSA_PKCS), pubs[0]), Err(CkError::KeyFunctionNotPermitted));
-    assert_eq!(api::sign_init(h, &mech(CKM_RSA_PKCS), 999), Err(CkError::KeyHandleInvalid));
+    assert_eq!(
+        api::sign_init(h, &mech(CKM_RSA_PKCS), pubs[0]),
+        Err(CkError::KeyFunctionNotPermitted)
+    );
+    assert_eq!(
+        api::sign_init(h, &mech(CKM_RSA_PKCS), 999),
+        Err(CkError::KeyHandleInvalid)
+    );
 }
 
 #[test]
@@ -293,31 +416,69 @@ fn pin_safety() {
     let s = f.session(SIGN_SLOT);
     f.clear_log();
     // Malformed PINs never reach the card.
-    assert_eq!(api::login(a, CKU_USER, Some(b"123")), Err(CkError::PinLenRange));
-    assert_eq!(api::login(a, CKU_USER, Some(b"12345")), Err(CkError::PinLenRange));
-    assert_eq!(api::login(a, CKU_USER, Some(b"12a4")), Err(CkError::PinInvalid));
-    assert_eq!(api::login(s, CKU_USER, Some(b"ABC12")), Err(CkError::PinLenRange));
-    assert_eq!(api::login(s, CKU_USER, Some(b"ABC-123")), Err(CkError::PinInvalid));
-    assert_eq!(f.verifies_sent(), 0, "no VERIFY for a malformed PIN: {:?}", f.log());
+    assert_eq!(
+        api::login(a, CKU_USER, Some(b"123")),
+        Err(CkError::PinLenRange)
+    );
+    assert_eq!(
+        api::login(a, CKU_USER, Some(b"12345")),
+        Err(CkError::PinLenRange)
+    );
+    assert_eq!(
+        api::login(a, CKU_USER, Some(b"12a4")),
+        Err(CkError::PinInvalid)
+    );
+    assert_eq!(
+        api::login(s, CKU_USER, Some(b"ABC12")),
+        Err(CkError::PinLenRange)
+    );
+    assert_eq!(
+        api::login(s, CKU_USER, Some(b"ABC-123")),
+        Err(CkError::PinInvalid)
+    );
+    assert_eq!(
+        f.verifies_sent(),
+        0,
+        "no VERIFY for a malformed PIN: {:?}",
+        f.log()
+    );
     assert_eq!(tries_flags(AUTH_SLOT), 0);
     // Wrong PIN: one try each, reported in the flags.
-    assert_eq!(api::login(a, CKU_USER, Some(b"0000")), Err(CkError::PinIncorrect));
+    assert_eq!(
+        api::login(a, CKU_USER, Some(b"0000")),
+        Err(CkError::PinIncorrect)
+    );
     assert_eq!(f.verifies_sent(), 1);
     assert_eq!(tries_flags(AUTH_SLOT), CKF_USER_PIN_COUNT_LOW);
-    assert_eq!(api::login(a, CKU_USER, Some(b"0000")), Err(CkError::PinIncorrect));
-    assert_eq!(tries_flags(AUTH_SLOT), CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY);
+    assert_eq!(
+        api::login(a, CKU_USER, Some(b"0000")),
+        Err(CkError::PinIncorrect)
+    );
+    assert_eq!(
+        tries_flags(AUTH_SLOT),
+        CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY
+    );
     // The right PIN resets the counter.
     api::login(a, CKU_USER, Some(b"1234")).unwrap();
     assert_eq!(tries_flags(AUTH_SLOT), 0);
-    assert_eq!(api::login(a, CKU_USER, Some(b"1234")), Err(CkError::UserAlreadyLoggedIn));
+    assert_eq!(
+        api::login(a, CKU_USER, Some(b"1234")),
+        Err(CkError::UserAlreadyLoggedIn)
+    );
     api::logout(a).unwrap();
     // Block it.
     for _ in 0..3 {
-        assert_eq!(api::login(a, CKU_USER, Some(b"9999")), Err(CkError::PinIncorrect));
+        assert_eq!(
+            api::login(a, CKU_USER, Some(b"9999")),
+            Err(CkError::PinIncorrect)
+        );
     }
     assert_eq!(tries_flags(AUTH_SLOT), CKF_USER_PIN_LOCKED);
     let before = f.verifies_sent();
-    assert_eq!(api::login(a, CKU_USER, Some(b"1234")), Err(CkError::PinLocked));
+    assert_eq!(
+        api::login(a, CKU_USER, Some(b"1234")),
+        Err(CkError::PinLocked)
+    );
     assert_eq!(f.verifies_sent(), before, "no VERIFY sent to a blocked PIN");
     assert_eq!(f.card.lock().tries_left().0, 0);
     // The signature password is untouched.
@@ -336,7 +497,11 @@ fn the_card_is_never_left_unlocked() {
     api::sign(a, b"data").unwrap();
     assert_eq!(f.other_process_sign_sw(0x17), 0x6982, "after signing");
     api::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
-    assert_eq!(f.other_process_sign_sw(0x1A), 0x6982, "after signature login");
+    assert_eq!(
+        f.other_process_sign_sw(0x1A),
+        0x6982,
+        "after signature login"
+    );
     let skey = private_key(s);
     api::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), skey).unwrap();
     api::login(s, CKU_CONTEXT_SPECIFIC, Some(b"JPKITEST1")).unwrap();
@@ -346,7 +511,11 @@ fn the_card_is_never_left_unlocked() {
     // A failed signature (data too long for the card) also leaves it locked.
     api::sign_init(a, &mech(CKM_RSA_PKCS), key).unwrap();
     assert!(api::sign(a, &[1; 246]).is_err());
-    assert_eq!(f.other_process_sign_sw(0x17), 0x6982, "after a failed signature");
+    assert_eq!(
+        f.other_process_sign_sw(0x17),
+        0x6982,
+        "after a failed signature"
+    );
     api::logout(a).unwrap();
     assert_eq!(f.other_process_sign_sw(0x17), 0x6982, "after logout");
 }
@@ -360,18 +529,32 @@ fn a_failed_reverification_logs_out_without_retrying() {
     // Another process changes the PIN behind the module's back.
     {
         let mut c = f.card.lock();
-        c.transmit(&[0, 0xA4, 4, 0x0C, 10, 0xD3, 0x92, 0xF0, 0, 0x26, 1, 0, 0, 0, 1]);
+        c.transmit(&[
+            0, 0xA4, 4, 0x0C, 10, 0xD3, 0x92, 0xF0, 0, 0x26, 1, 0, 0, 0, 1,
+        ]);
         c.transmit(&[0, 0xA4, 2, 0x0C, 2, 0, 0x18]);
-        assert_eq!(c.transmit(&[0, 0x20, 0, 0x80, 4, b'1', b'2', b'3', b'4']), [0x90, 0]);
-        assert_eq!(c.transmit(&[0, 0x24, 1, 0x80, 4, b'5', b'6', b'7', b'8']), [0x90, 0]);
+        assert_eq!(
+            c.transmit(&[0, 0x20, 0, 0x80, 4, b'1', b'2', b'3', b'4']),
+            [0x90, 0]
+        );
+        assert_eq!(
+            c.transmit(&[0, 0x24, 1, 0x80, 4, b'5', b'6', b'7', b'8']),
+            [0x90, 0]
+        );
         c.reset();
     }
     f.clear_log();
     api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
     assert_eq!(api::sign(a, b"data"), Err(CkError::UserNotLoggedIn));
     assert_eq!(f.verifies_sent(), 1, "the held PIN was tried once");
-    assert_eq!(api::get_session_info(a).unwrap().state, CKS_RW_PUBLIC_SESSION);
-    assert_eq!(api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key), Err(CkError::UserNotLoggedIn));
+    assert_eq!(
+        api::get_session_info(a).unwrap().state,
+        CKS_RW_PUBLIC_SESSION
+    );
+    assert_eq!(
+        api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key),
+        Err(CkError::UserNotLoggedIn)
+    );
     assert_eq!(f.verifies_sent(), 1);
     assert_eq!(f.card.lock().tries_left().0, 2);
 }
@@ -382,16 +565,33 @@ fn removal_and_reinsertion() {
     let a = f.session(AUTH_SLOT);
     api::login(a, CKU_USER, Some(b"1234")).unwrap();
     f.sys.remove(0).unwrap();
-    assert_eq!(api::get_session_info(a).err(), Some(CkError::SessionHandleInvalid));
+    assert_eq!(
+        api::get_session_info(a).err(),
+        Some(CkError::SessionHandleInvalid)
+    );
     assert_eq!(api::get_slot_list(true).unwrap(), Vec::<CK_SLOT_ID>::new());
-    assert_eq!(api::get_slot_list(false).unwrap(), vec![0, 1], "the slot list never shrinks");
-    assert_eq!(api::get_token_info(AUTH_SLOT).map(|_| ()), Err(CkError::TokenNotPresent));
+    assert_eq!(
+        api::get_slot_list(false).unwrap(),
+        vec![0, 1],
+        "the slot list never shrinks"
+    );
+    assert_eq!(
+        api::get_token_info(AUTH_SLOT).map(|_| ()),
+        Err(CkError::TokenNotPresent)
+    );
     // The same card again (same keys and certificates).
     f.sys.insert(0, VirtualCard::in_memory());
     let b = api::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
     assert_ne!(a, b, "session handles are never reused");
-    assert_eq!(api::get_session_info(b).unwrap().state, CKS_RO_PUBLIC_SESSION, "login not inherited");
-    assert_eq!(api::get_session_info(a).err(), Some(CkError::SessionHandleInvalid));
+    assert_eq!(
+        api::get_session_info(b).unwrap().state,
+        CKS_RO_PUBLIC_SESSION,
+        "login not inherited"
+    );
+    assert_eq!(
+        api::get_session_info(a).err(),
+        Some(CkError::SessionHandleInvalid)
+    );
 }
 
 #[test]
@@ -413,7 +613,10 @@ fn random_comes_from_the_card() {
     f.clear_log();
     let r = api::generate_random(h, 20).unwrap();
     assert_eq!(r.len(), 20);
-    assert_eq!(f.log().iter().filter(|l| l.starts_with("00840000")).count(), 3);
+    assert_eq!(
+        f.log().iter().filter(|l| l.starts_with("00840000")).count(),
+        3
+    );
     assert_eq!(api::seed_random(h), Err(CkError::RandomSeedNotSupported));
 }
 
@@ -421,19 +624,28 @@ fn random_comes_from_the_card() {
 fn not_initialized_and_fork_rules() {
     let _guard = crate::state::TEST_LOCK.lock();
     let _ = api::finalize();
-    assert_eq!(api::get_slot_list(false), Err(CkError::CryptokiNotInitialized));
+    assert_eq!(
+        api::get_slot_list(false),
+        Err(CkError::CryptokiNotInitialized)
+    );
     assert_eq!(api::finalize(), Err(CkError::CryptokiNotInitialized));
     crate::state::use_card_system(Some(InProcSystem::new(&[])));
     api::initialize().unwrap();
     assert_eq!(api::initialize(), Err(CkError::CryptokiAlreadyInitialized));
     assert_eq!(api::get_slot_list(false).unwrap(), Vec::<CK_SLOT_ID>::new());
-    assert_eq!(api::open_session(0, CKF_SERIAL_SESSION), Err(CkError::SlotIdInvalid));
+    assert_eq!(
+        api::open_session(0, CKF_SERIAL_SESSION),
+        Err(CkError::SlotIdInvalid)
+    );
     assert_eq!(api::close_session(77), Err(CkError::SessionHandleInvalid));
     api::poison();
     assert_eq!(api::get_slot_list(false), Err(CkError::GeneralError));
     api::finalize().unwrap();
     api::initialize().unwrap();
-    assert!(api::get_slot_list(false).is_ok(), "initialize clears the poison");
+    assert!(
+        api::get_slot_list(false).is_ok(),
+        "initialize clears the poison"
+    );
     api::finalize().unwrap();
     crate::state::use_card_system(None);
 }

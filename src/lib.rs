@@ -11,6 +11,8 @@
 #![deny(clippy::undocumented_unsafe_blocks, clippy::not_unsafe_ptr_arg_deref)]
 
 pub mod api;
+#[cfg(test)]
+mod backend_tests;
 pub mod card;
 pub mod error;
 pub mod ffi;
@@ -18,5 +20,3 @@ pub mod log;
 pub mod state;
 pub mod token;
 pub mod vcard;
-#[cfg(test)]
-mod backend_tests;

@@ -33,7 +33,8 @@ fn module_path() -> PathBuf {
 
 fn load() -> Pkcs11 {
     let p = Pkcs11::new(module_path()).expect("load the module");
-    p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).expect("C_Initialize");
+    p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .expect("C_Initialize");
     p
 }
 
@@ -52,15 +53,24 @@ fn slots(p: &Pkcs11, card: &VCard) -> (Slot, Slot) {
     }
     assert_eq!(found.len(), 2, "two tokens in {}", card.reader);
     let label = |s: Slot| p.get_token_info(s).unwrap().label().to_string();
-    assert!(label(found[0]).contains("Authentication"), "{}", label(found[0]));
+    assert!(
+        label(found[0]).contains("Authentication"),
+        "{}",
+        label(found[0])
+    );
     assert!(label(found[1]).contains("Signature"), "{}", label(found[1]));
     (found[0], found[1])
 }
 
 fn public_key(der: &[u8]) -> RsaPublicKey {
     let cert = x509_cert::Certificate::from_der(der).unwrap();
-    RsaPublicKey::from_pkcs1_der(cert.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes())
-        .unwrap()
+    RsaPublicKey::from_pkcs1_der(
+        cert.tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes(),
+    )
+    .unwrap()
 }
 
 fn classes(s: &Session) -> Vec<ObjectClass> {
@@ -68,9 +78,15 @@ fn classes(s: &Session) -> Vec<ObjectClass> {
         .find_objects(&[])
         .unwrap()
         .into_iter()
-        .map(|o| match s.get_attributes(o, &[AttributeType::Class]).unwrap().remove(0) {
-            Attribute::Class(c) => c,
-            other => panic!("{other:?}"),
+        .map(|o| {
+            match s
+                .get_attributes(o, &[AttributeType::Class])
+                .unwrap()
+                .remove(0)
+            {
+                Attribute::Class(c) => c,
+                other => panic!("{other:?}"),
+            }
         })
         .collect();
     out.sort_by_key(|c| CkULong::from(*c));
@@ -80,13 +96,19 @@ fn classes(s: &Session) -> Vec<ObjectClass> {
 type CkULong = cryptoki_sys::CK_ULONG;
 
 fn private_key(s: &Session) -> ObjectHandle {
-    let keys = s.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)]).unwrap();
+    let keys = s
+        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+        .unwrap();
     assert_eq!(keys.len(), 1);
     keys[0]
 }
 
 fn pss_params() -> PkcsPssParams {
-    PkcsPssParams { hash_alg: MechanismType::SHA256, mgf: PkcsMgfType::MGF1_SHA256, s_len: 32.into() }
+    PkcsPssParams {
+        hash_alg: MechanismType::SHA256,
+        mgf: PkcsMgfType::MGF1_SHA256,
+        s_len: 32.into(),
+    }
 }
 
 fn digest_info(msg: &[u8]) -> Vec<u8> {
@@ -110,22 +132,37 @@ fn rv(e: CkErr) -> RvError {
 fn other_process_sign_sw(reader: &str, key_ef: u8) -> u16 {
     let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
     let name = std::ffi::CString::new(reader).unwrap();
-    let card = ctx.connect(&name, pcsc::ShareMode::Shared, pcsc::Protocols::ANY).unwrap();
+    let card = ctx
+        .connect(&name, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)
+        .unwrap();
     let mut buf = [0u8; 300];
-    let send = |apdu: &[u8], buf: &mut [u8; 300]| -> Vec<u8> { card.transmit(apdu, buf).unwrap().to_vec() };
-    assert_eq!(send(&[0, 0xA4, 4, 0x0C, 10, 0xD3, 0x92, 0xF0, 0, 0x26, 1, 0, 0, 0, 1], &mut buf), [0x90, 0]);
+    let send = |apdu: &[u8], buf: &mut [u8; 300]| -> Vec<u8> {
+        card.transmit(apdu, buf).unwrap().to_vec()
+    };
+    assert_eq!(
+        send(
+            &[0, 0xA4, 4, 0x0C, 10, 0xD3, 0x92, 0xF0, 0, 0x26, 1, 0, 0, 0, 1],
+            &mut buf
+        ),
+        [0x90, 0]
+    );
     assert_eq!(send(&[0, 0xA4, 2, 0x0C, 2, 0, key_ef], &mut buf), [0x90, 0]);
     let mut apdu = vec![0x80, 0x2A, 0, 0x80, 51];
     apdu.extend_from_slice(&digest_info(b"x"));
     apdu.push(0);
     let r = send(&apdu, &mut buf);
     let sw = u16::from_be_bytes([r[r.len() - 2], r[r.len() - 1]]);
-    card.disconnect(pcsc::Disposition::LeaveCard).map_err(|(_, e)| e).unwrap();
+    card.disconnect(pcsc::Disposition::LeaveCard)
+        .map_err(|(_, e)| e)
+        .unwrap();
     sw
 }
 
 fn verifies_sent(card: &VCard) -> usize {
-    card.log().iter().filter(|l| l.starts_with("0020") && l.contains('*')).count()
+    card.log()
+        .iter()
+        .filter(|l| l.starts_with("0020") && l.contains('*'))
+        .count()
 }
 
 #[test]
@@ -142,7 +179,10 @@ fn lists_both_tokens_and_their_objects() {
     let a = p.open_ro_session(auth).unwrap();
     let s = p.open_rw_session(sign).unwrap();
     use ObjectClass as C;
-    assert_eq!(classes(&a), vec![C::CERTIFICATE, C::CERTIFICATE, C::PUBLIC_KEY, C::PROFILE]);
+    assert_eq!(
+        classes(&a),
+        vec![C::CERTIFICATE, C::CERTIFICATE, C::PUBLIC_KEY, C::PROFILE]
+    );
     assert_eq!(classes(&s), vec![C::CERTIFICATE, C::PROFILE]);
     // The certificate on the signature token before login is the CA's.
     let c = s.find_objects(&[Attribute::Class(C::CERTIFICATE)]).unwrap();
@@ -153,19 +193,51 @@ fn lists_both_tokens_and_their_objects() {
         "the signature certificate EF was never selected without the password"
     );
     a.login(UserType::User, Some(&pin("1234"))).unwrap();
-    assert_eq!(classes(&a), vec![C::CERTIFICATE, C::CERTIFICATE, C::PUBLIC_KEY, C::PRIVATE_KEY, C::PROFILE]);
+    assert_eq!(
+        classes(&a),
+        vec![
+            C::CERTIFICATE,
+            C::CERTIFICATE,
+            C::PUBLIC_KEY,
+            C::PRIVATE_KEY,
+            C::PROFILE
+        ]
+    );
     s.login(UserType::User, Some(&pin("jpkitest1"))).unwrap();
-    assert_eq!(classes(&s), vec![C::CERTIFICATE, C::CERTIFICATE, C::PUBLIC_KEY, C::PRIVATE_KEY, C::PROFILE]);
-    let certs = s.find_objects(&[Attribute::Class(C::CERTIFICATE), Attribute::Id(vec![2])]).unwrap();
-    let v = s.get_attributes(certs[0], &[AttributeType::Value, AttributeType::Label]).unwrap();
+    assert_eq!(
+        classes(&s),
+        vec![
+            C::CERTIFICATE,
+            C::CERTIFICATE,
+            C::PUBLIC_KEY,
+            C::PRIVATE_KEY,
+            C::PROFILE
+        ]
+    );
+    let certs = s
+        .find_objects(&[Attribute::Class(C::CERTIFICATE), Attribute::Id(vec![2])])
+        .unwrap();
+    let v = s
+        .get_attributes(certs[0], &[AttributeType::Value, AttributeType::Label])
+        .unwrap();
     assert_eq!(v[0], Attribute::Value(card.cert("sign")));
     let k = private_key(&s);
     let attrs = s
-        .get_attributes(k, &[AttributeType::AlwaysAuthenticate, AttributeType::Extractable, AttributeType::Label])
+        .get_attributes(
+            k,
+            &[
+                AttributeType::AlwaysAuthenticate,
+                AttributeType::Extractable,
+                AttributeType::Label,
+            ],
+        )
         .unwrap();
     assert_eq!(attrs[0], Attribute::AlwaysAuthenticate(true));
     assert_eq!(attrs[1], Attribute::Extractable(false));
-    assert_eq!(attrs[2], v[1], "certificate and private key share the label");
+    assert_eq!(
+        attrs[2], v[1],
+        "certificate and private key share the label"
+    );
     s.logout().unwrap();
     assert_eq!(classes(&s), vec![C::CERTIFICATE, C::PROFILE]);
 }
@@ -197,7 +269,8 @@ fn both_keys_sign_with_every_mechanism() {
             let sig = if cert == "sign" {
                 // Always-authenticate: C_SignInit, C_Login(CKU_CONTEXT_SPECIFIC), then sign.
                 s.sign_init(&m, key).unwrap();
-                s.login(UserType::ContextSpecific, Some(&pin(secret))).unwrap();
+                s.login(UserType::ContextSpecific, Some(&pin(secret)))
+                    .unwrap();
                 s.sign_update(&data).unwrap();
                 s.sign_final().unwrap()
             } else {
@@ -205,28 +278,55 @@ fn both_keys_sign_with_every_mechanism() {
             };
             let ok = match m {
                 Mechanism::RsaPkcs => pubkey.verify(Pkcs1v15Sign::new_unprefixed(), &data, &sig),
-                Mechanism::Sha1RsaPkcs => pubkey.verify(Pkcs1v15Sign::new::<sha1::Sha1>(), &sha1::Sha1::digest(msg), &sig),
-                Mechanism::Sha224RsaPkcs => pubkey.verify(Pkcs1v15Sign::new::<sha2::Sha224>(), &sha2::Sha224::digest(msg), &sig),
-                Mechanism::Sha256RsaPkcs => pubkey.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), &sig),
-                Mechanism::Sha384RsaPkcs => pubkey.verify(Pkcs1v15Sign::new::<sha2::Sha384>(), &sha2::Sha384::digest(msg), &sig),
-                Mechanism::Sha512RsaPkcs => pubkey.verify(Pkcs1v15Sign::new::<sha2::Sha512>(), &sha2::Sha512::digest(msg), &sig),
+                Mechanism::Sha1RsaPkcs => pubkey.verify(
+                    Pkcs1v15Sign::new::<sha1::Sha1>(),
+                    &sha1::Sha1::digest(msg),
+                    &sig,
+                ),
+                Mechanism::Sha224RsaPkcs => pubkey.verify(
+                    Pkcs1v15Sign::new::<sha2::Sha224>(),
+                    &sha2::Sha224::digest(msg),
+                    &sig,
+                ),
+                Mechanism::Sha256RsaPkcs => {
+                    pubkey.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), &sig)
+                }
+                Mechanism::Sha384RsaPkcs => pubkey.verify(
+                    Pkcs1v15Sign::new::<sha2::Sha384>(),
+                    &sha2::Sha384::digest(msg),
+                    &sig,
+                ),
+                Mechanism::Sha512RsaPkcs => pubkey.verify(
+                    Pkcs1v15Sign::new::<sha2::Sha512>(),
+                    &sha2::Sha512::digest(msg),
+                    &sig,
+                ),
                 _ => pubkey.verify(Pss::new_with_salt::<Sha256>(32), &Sha256::digest(msg), &sig),
             };
-            assert!(ok.is_ok(), "{cert} key, {m:?}: signature verifies with the certificate");
+            assert!(
+                ok.is_ok(),
+                "{cert} key, {m:?}: signature verifies with the certificate"
+            );
         }
         // The host-side C_Verify agrees, and rejects a wrong message.
-        let pubs = s.find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)]).unwrap();
+        let pubs = s
+            .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)])
+            .unwrap();
         let m = Mechanism::Sha256RsaPkcsPss(params);
         let sig = if cert == "sign" {
             s.sign_init(&m, key).unwrap();
-            s.login(UserType::ContextSpecific, Some(&pin(secret))).unwrap();
+            s.login(UserType::ContextSpecific, Some(&pin(secret)))
+                .unwrap();
             s.sign_update(msg).unwrap();
             s.sign_final().unwrap()
         } else {
             s.sign(&m, key, msg).unwrap()
         };
         s.verify(&m, pubs[0], msg, &sig).unwrap();
-        assert_eq!(rv(s.verify(&m, pubs[0], b"other", &sig).unwrap_err()), RvError::SignatureInvalid);
+        assert_eq!(
+            rv(s.verify(&m, pubs[0], b"other", &sig).unwrap_err()),
+            RvError::SignatureInvalid
+        );
     }
 }
 
@@ -240,26 +340,60 @@ fn pins_are_checked_before_the_card_sees_them_and_blocking_is_reported() {
     let s = p.open_ro_session(sign).unwrap();
     card.clear_log();
     for bad in ["123", "12345", ""] {
-        assert_eq!(rv(a.login(UserType::User, Some(&pin(bad))).unwrap_err()), RvError::PinLenRange, "{bad:?}");
+        assert_eq!(
+            rv(a.login(UserType::User, Some(&pin(bad))).unwrap_err()),
+            RvError::PinLenRange,
+            "{bad:?}"
+        );
     }
-    assert_eq!(rv(a.login(UserType::User, Some(&pin("12a4"))).unwrap_err()), RvError::PinInvalid);
-    assert_eq!(rv(s.login(UserType::User, Some(&pin("ABC12"))).unwrap_err()), RvError::PinLenRange);
-    assert_eq!(rv(s.login(UserType::User, Some(&pin("ABCDEFGHIJKLMNOPQ"))).unwrap_err()), RvError::PinLenRange);
-    assert_eq!(rv(s.login(UserType::User, Some(&pin("ABC_123"))).unwrap_err()), RvError::PinInvalid);
-    assert_eq!(verifies_sent(&card), 0, "no VERIFY with data for a malformed PIN: {:?}", card.log());
+    assert_eq!(
+        rv(a.login(UserType::User, Some(&pin("12a4"))).unwrap_err()),
+        RvError::PinInvalid
+    );
+    assert_eq!(
+        rv(s.login(UserType::User, Some(&pin("ABC12"))).unwrap_err()),
+        RvError::PinLenRange
+    );
+    assert_eq!(
+        rv(s.login(UserType::User, Some(&pin("ABCDEFGHIJKLMNOPQ")))
+            .unwrap_err()),
+        RvError::PinLenRange
+    );
+    assert_eq!(
+        rv(s.login(UserType::User, Some(&pin("ABC_123"))).unwrap_err()),
+        RvError::PinInvalid
+    );
+    assert_eq!(
+        verifies_sent(&card),
+        0,
+        "no VERIFY with data for a malformed PIN: {:?}",
+        card.log()
+    );
     assert_eq!(card.tries_left(), (3, 5));
 
-    assert_eq!(rv(a.login(UserType::User, Some(&pin("0000"))).unwrap_err()), RvError::PinIncorrect);
+    assert_eq!(
+        rv(a.login(UserType::User, Some(&pin("0000"))).unwrap_err()),
+        RvError::PinIncorrect
+    );
     assert_eq!(verifies_sent(&card), 1);
     let info = p.get_token_info(auth).unwrap();
     assert!(info.user_pin_count_low() && !info.user_pin_final_try());
-    assert_eq!(rv(a.login(UserType::User, Some(&pin("0000"))).unwrap_err()), RvError::PinIncorrect);
+    assert_eq!(
+        rv(a.login(UserType::User, Some(&pin("0000"))).unwrap_err()),
+        RvError::PinIncorrect
+    );
     assert!(p.get_token_info(auth).unwrap().user_pin_final_try());
-    assert_eq!(rv(a.login(UserType::User, Some(&pin("0000"))).unwrap_err()), RvError::PinIncorrect);
+    assert_eq!(
+        rv(a.login(UserType::User, Some(&pin("0000"))).unwrap_err()),
+        RvError::PinIncorrect
+    );
     assert!(p.get_token_info(auth).unwrap().user_pin_locked());
     assert_eq!(card.tries_left().0, 0);
     let sent = verifies_sent(&card);
-    assert_eq!(rv(a.login(UserType::User, Some(&pin("1234"))).unwrap_err()), RvError::PinLocked);
+    assert_eq!(
+        rv(a.login(UserType::User, Some(&pin("1234"))).unwrap_err()),
+        RvError::PinLocked
+    );
     assert_eq!(verifies_sent(&card), sent, "nothing sent to a blocked PIN");
     // The signature password was never touched.
     assert_eq!(card.tries_left().1, 5);
@@ -272,7 +406,10 @@ fn pins_are_checked_before_the_card_sees_them_and_blocking_is_reported() {
     let (auth, _) = slots(&p, &card);
     assert!(p.get_token_info(auth).unwrap().user_pin_locked());
     let a = p.open_ro_session(auth).unwrap();
-    assert_eq!(rv(a.login(UserType::User, Some(&pin("1234"))).unwrap_err()), RvError::PinLocked);
+    assert_eq!(
+        rv(a.login(UserType::User, Some(&pin("1234"))).unwrap_err()),
+        RvError::PinLocked
+    );
 }
 
 #[test]
@@ -283,30 +420,65 @@ fn the_card_is_left_locked_for_other_processes() {
     let (auth, sign) = slots(&p, &card);
     let a = p.open_rw_session(auth).unwrap();
     a.login(UserType::User, Some(&pin("1234"))).unwrap();
-    assert_eq!(other_process_sign_sw(&card.reader, 0x17), 0x6982, "after login");
+    assert_eq!(
+        other_process_sign_sw(&card.reader, 0x17),
+        0x6982,
+        "after login"
+    );
     let key = private_key(&a);
     a.sign(&Mechanism::Sha256RsaPkcs, key, b"data").unwrap();
-    assert_eq!(other_process_sign_sw(&card.reader, 0x17), 0x6982, "after a signature");
+    assert_eq!(
+        other_process_sign_sw(&card.reader, 0x17),
+        0x6982,
+        "after a signature"
+    );
     let s = p.open_rw_session(sign).unwrap();
     s.login(UserType::User, Some(&pin("JPKITEST1"))).unwrap();
-    assert_eq!(other_process_sign_sw(&card.reader, 0x1A), 0x6982, "after the signature login");
+    assert_eq!(
+        other_process_sign_sw(&card.reader, 0x1A),
+        0x6982,
+        "after the signature login"
+    );
     let skey = private_key(&s);
     s.sign_init(&Mechanism::Sha256RsaPkcs, skey).unwrap();
-    s.login(UserType::ContextSpecific, Some(&pin("JPKITEST1"))).unwrap();
-    assert_eq!(other_process_sign_sw(&card.reader, 0x1A), 0x6982, "after the context-specific login");
+    s.login(UserType::ContextSpecific, Some(&pin("JPKITEST1")))
+        .unwrap();
+    assert_eq!(
+        other_process_sign_sw(&card.reader, 0x1A),
+        0x6982,
+        "after the context-specific login"
+    );
     s.sign_update(b"data").unwrap();
     s.sign_final().unwrap();
-    assert_eq!(other_process_sign_sw(&card.reader, 0x1A), 0x6982, "after a signature");
+    assert_eq!(
+        other_process_sign_sw(&card.reader, 0x1A),
+        0x6982,
+        "after a signature"
+    );
     // A signature that fails on the card side still leaves it locked.
     assert!(a.sign(&Mechanism::RsaPkcs, key, &[1; 246]).is_err());
-    assert_eq!(other_process_sign_sw(&card.reader, 0x17), 0x6982, "after a failed signature");
+    assert_eq!(
+        other_process_sign_sw(&card.reader, 0x17),
+        0x6982,
+        "after a failed signature"
+    );
     a.logout().unwrap();
-    assert_eq!(other_process_sign_sw(&card.reader, 0x17), 0x6982, "after logout");
+    assert_eq!(
+        other_process_sign_sw(&card.reader, 0x17),
+        0x6982,
+        "after logout"
+    );
     // Our own sessions still work after the other process's attempts.
     a.login(UserType::User, Some(&pin("1234"))).unwrap();
     let sig = a.sign(&Mechanism::Sha256RsaPkcs, key, b"data").unwrap();
     let pubkey = public_key(&card.cert("auth"));
-    assert!(pubkey.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(b"data"), &sig).is_ok());
+    assert!(pubkey
+        .verify(
+            Pkcs1v15Sign::new::<Sha256>(),
+            &Sha256::digest(b"data"),
+            &sig
+        )
+        .is_ok());
 }
 
 #[test]
@@ -319,7 +491,15 @@ fn random_and_write_protection() {
     card.clear_log();
     let r = a.generate_random_vec(16).unwrap();
     assert_eq!(r.len(), 16);
-    assert_eq!(card.log().iter().filter(|l| l.starts_with("00840000")).count(), 2);
-    let err = a.create_object(&[Attribute::Class(ObjectClass::DATA), Attribute::Token(true)]).unwrap_err();
+    assert_eq!(
+        card.log()
+            .iter()
+            .filter(|l| l.starts_with("00840000"))
+            .count(),
+        2
+    );
+    let err = a
+        .create_object(&[Attribute::Class(ObjectClass::DATA), Attribute::Token(true)])
+        .unwrap_err();
     assert_eq!(rv(err), RvError::TokenWriteProtected);
 }

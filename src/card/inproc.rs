@@ -27,9 +27,16 @@ impl InProcSystem {
     pub fn new(names: &[&str]) -> Arc<InProcSystem> {
         let readers = names
             .iter()
-            .map(|n| InProcReader { name: n.to_string(), card: None, events: 0, resets: 0 })
+            .map(|n| InProcReader {
+                name: n.to_string(),
+                card: None,
+                events: 0,
+                resets: 0,
+            })
             .collect();
-        Arc::new(InProcSystem { readers: Arc::new(Mutex::new(readers)) })
+        Arc::new(InProcSystem {
+            readers: Arc::new(Mutex::new(readers)),
+        })
     }
 
     /// Inserts `card` (powered on) into reader `i` and returns a handle to reach it directly.
@@ -64,7 +71,12 @@ impl InProcSystem {
 
     /// Adds a reader (a reader plugged in while the module runs).
     pub fn add_reader(&self, name: &str) {
-        self.readers.lock().push(InProcReader { name: name.into(), card: None, events: 0, resets: 0 });
+        self.readers.lock().push(InProcReader {
+            name: name.into(),
+            card: None,
+            events: 0,
+            resets: 0,
+        });
     }
 
     /// Unplugs reader `i` entirely.
@@ -84,14 +96,23 @@ impl CardSystem for InProcSystem {
     fn reader_status(&self, reader: &str) -> ReaderStatus {
         let readers = self.readers.lock();
         match readers.iter().find(|r| r.name == reader) {
-            Some(r) => ReaderStatus { present: r.card.is_some(), events: r.events },
-            None => ReaderStatus { present: false, events: 0 },
+            Some(r) => ReaderStatus {
+                present: r.card.is_some(),
+                events: r.events,
+            },
+            None => ReaderStatus {
+                present: false,
+                events: 0,
+            },
         }
     }
 
     fn connect(&self, reader: &str) -> Result<Box<dyn CardChannel>, Error> {
         let readers = self.readers.lock();
-        let r = readers.iter().find(|r| r.name == reader).ok_or(Error::CardRemoved)?;
+        let r = readers
+            .iter()
+            .find(|r| r.name == reader)
+            .ok_or(Error::CardRemoved)?;
         if r.card.is_none() {
             return Err(Error::NoCard);
         }
@@ -116,7 +137,10 @@ impl InProcChannel {
     /// The card this channel is connected to, if it is still in the reader.
     fn card(&self) -> Result<(Arc<Mutex<VirtualCard>>, u64), Error> {
         let readers = self.readers.lock();
-        let r = readers.iter().find(|r| r.name == self.name).ok_or(Error::CardRemoved)?;
+        let r = readers
+            .iter()
+            .find(|r| r.name == self.name)
+            .ok_or(Error::CardRemoved)?;
         match &r.card {
             Some(c) if r.events == self.events => Ok((c.clone(), r.resets)),
             _ => Err(Error::CardRemoved),

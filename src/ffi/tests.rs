@@ -21,8 +21,6 @@ macro_rules! null {
     };
 }
 
-/// Serializes the tests that touch the global module state.
-
 /// One reader, never a card.
 struct EmptyReader;
 

@@ -58,6 +58,11 @@ pub fn run(mut card: VirtualCard, opts: &Options) -> io::Result<()> {
 
 fn serve(card: &mut VirtualCard, mut stream: TcpStream, log: &mut Option<File>) -> io::Result<()> {
     loop {
+        // vpcd writes the length and the APDU separately; without quick ACKs the kernel delays
+        // the ACK of the first write by ~40 ms, and every APDU pays for it. Linux clears the
+        // quick-ACK mode after a while, so set it before every read.
+        #[cfg(target_os = "linux")]
+        let _ = socket2::SockRef::from(&stream).set_tcp_quickack(true);
         let mut len = [0u8; 2];
         stream.read_exact(&mut len)?;
         let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
