@@ -54,8 +54,8 @@ pub use crate::state::{
     find_objects, find_objects_final, find_objects_init, generate_random, get_attribute_value,
     get_mechanism_info, get_mechanism_list, get_object_size, get_session_info, get_slot_info,
     get_slot_list, get_token_info, initialize, login, logout, open_session, poison, seed_random,
-    set_pin, sign, sign_final, sign_init, sign_len, sign_update, verify, verify_final, verify_init,
-    verify_update,
+    set_pin, sign, sign_abort, sign_final, sign_init, sign_len, sign_update, verify, verify_final,
+    verify_init, verify_update,
 };
 
 #[allow(unused, clippy::type_complexity)]
@@ -90,6 +90,7 @@ fn _signatures_are_stable() {
     let _: fn(CK_SESSION_HANDLE, CK_OBJECT_HANDLE) -> CkResult<CK_ULONG> = get_object_size;
     let _: fn(CK_SESSION_HANDLE, &Mechanism, CK_OBJECT_HANDLE) -> CkResult<()> = sign_init;
     let _: fn(CK_SESSION_HANDLE) -> CkResult<usize> = sign_len;
+    let _: fn(CK_SESSION_HANDLE) -> CkResult<()> = sign_abort;
     let _: fn(CK_SESSION_HANDLE, &[u8]) -> CkResult<Vec<u8>> = sign;
     let _: fn(CK_SESSION_HANDLE, &[u8]) -> CkResult<()> = sign_update;
     let _: fn(CK_SESSION_HANDLE) -> CkResult<Vec<u8>> = sign_final;

@@ -649,3 +649,122 @@ fn not_initialized_and_fork_rules() {
     api::finalize().unwrap();
     crate::state::use_card_system(None);
 }
+
+#[test]
+fn a_card_without_pss_stops_offering_it_and_pkcs1_goes_on() {
+    use crate::vcard::PssBehaviour;
+    for behaviour in [PssBehaviour::Refuse, PssBehaviour::Corrupt] {
+        let f = Fixture::new();
+        let h = f.session(AUTH_SLOT);
+        assert!(api::get_mechanism_list(AUTH_SLOT)
+            .unwrap()
+            .contains(&CKM_RSA_PKCS_PSS));
+        api::login(h, CKU_USER, Some(b"1234")).unwrap();
+        let key = private_key(h);
+        f.card.lock().set_pss(behaviour);
+        api::sign_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), key).unwrap();
+        let expected = match behaviour {
+            PssBehaviour::Refuse => CkError::MechanismInvalid,
+            _ => CkError::FunctionFailed,
+        };
+        assert_eq!(
+            api::sign(h, b"data"),
+            Err(expected),
+            "{behaviour:?}: no signature handed out"
+        );
+        let mechs = api::get_mechanism_list(AUTH_SLOT).unwrap();
+        assert!(!mechs.contains(&CKM_RSA_PKCS_PSS) && !mechs.contains(&CKM_SHA256_RSA_PKCS_PSS));
+        assert_eq!(
+            api::get_mechanism_info(AUTH_SLOT, CKM_RSA_PKCS_PSS).err(),
+            Some(CkError::MechanismInvalid)
+        );
+        assert_eq!(
+            api::sign_init(h, &pss(CKM_RSA_PKCS_PSS), key),
+            Err(CkError::MechanismInvalid)
+        );
+        api::sign_init(h, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+        let sig = api::sign(h, b"data").unwrap();
+        let pubkey = public_key(f.card.lock().auth_cert());
+        assert!(pubkey
+            .verify(
+                Pkcs1v15Sign::new::<Sha256>(),
+                &Sha256::digest(b"data"),
+                &sig
+            )
+            .is_ok());
+        assert_eq!(
+            f.other_process_sign_sw(0x17),
+            0x6982,
+            "locked after the failed PSS signature"
+        );
+    }
+}
+
+#[test]
+fn two_call_convention_through_the_c_functions() {
+    use crate::ffi::sign::{C_Sign, C_SignInit};
+    use std::ptr;
+    let f = Fixture::new();
+    let h = f.session(AUTH_SLOT);
+    api::login(h, CKU_USER, Some(b"1234")).unwrap();
+    let key = private_key(h);
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_SHA256_RSA_PKCS,
+        pParameter: ptr::null_mut(),
+        ulParameterLen: 0,
+    };
+    let mut data = *b"two-call";
+    // SAFETY: valid pointers to live locals for the duration of each call.
+    unsafe {
+        assert_eq!(C_SignInit(h, &mut m, key), CKR_OK);
+        f.clear_log();
+        let mut len: CK_ULONG = 0;
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), 8, ptr::null_mut(), &mut len),
+            CKR_OK
+        );
+        assert_eq!(len, 256);
+        let mut small = [0u8; 1];
+        len = 1;
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), 8, small.as_mut_ptr(), &mut len),
+            CKR_BUFFER_TOO_SMALL
+        );
+        assert_eq!(len, 256);
+        assert!(
+            f.log().is_empty(),
+            "length queries never touch the card: {:?}",
+            f.log()
+        );
+        let mut sig = [0u8; 300];
+        len = 300;
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), 8, sig.as_mut_ptr(), &mut len),
+            CKR_OK
+        );
+        assert_eq!(len, 256);
+        let pubkey = public_key(f.card.lock().auth_cert());
+        assert!(pubkey
+            .verify(
+                Pkcs1v15Sign::new::<Sha256>(),
+                &Sha256::digest(b"two-call"),
+                &sig[..256]
+            )
+            .is_ok());
+        // The operation ended with the signature.
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), 8, ptr::null_mut(), &mut len),
+            CKR_OPERATION_NOT_INITIALIZED
+        );
+        // Bad arguments end it too.
+        assert_eq!(C_SignInit(h, &mut m, key), CKR_OK);
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), 8, sig.as_mut_ptr(), ptr::null_mut()),
+            CKR_ARGUMENTS_BAD
+        );
+        assert_eq!(
+            C_Sign(h, data.as_mut_ptr(), 8, ptr::null_mut(), &mut len),
+            CKR_OPERATION_NOT_INITIALIZED
+        );
+    }
+}

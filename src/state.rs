@@ -746,6 +746,15 @@ pub fn sign_init(
     })
 }
 
+/// Ends the signing operation without signing (the spec's termination rule for `C_Sign`,
+/// `C_SignUpdate` and `C_SignFinal` failing on their arguments).
+pub fn sign_abort(h: CK_SESSION_HANDLE) -> CkResult<()> {
+    with_session(h, |_, s, _| {
+        s.sign = None;
+        Ok(())
+    })
+}
+
 pub fn sign_len(h: CK_SESSION_HANDLE) -> CkResult<usize> {
     with_session(h, |_, s, _| {
         s.sign

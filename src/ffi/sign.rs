@@ -61,9 +61,14 @@ cryptoki_fn! {
         // SAFETY: pulSignatureLen, if non-NULL, is valid for reading and writing a CK_ULONG; a
         // non-NULL pSignature has room for *pulSignatureLen bytes; a non-NULL pData is valid
         // for reading ulDataLen bytes (spec §5.13.2, §5.2).
-        let (out, data) = unsafe {
-            (OutBuf::new(pSignature, pulSignatureLen)?, in_slice(pData.cast_const(), ulDataLen)?)
+        let args = unsafe {
+            OutBuf::new(pSignature, pulSignatureLen)
+                .and_then(|out| Ok((out, in_slice(pData.cast_const(), ulDataLen)?)))
         };
+        // Bad arguments end the operation too (only BUFFER_TOO_SMALL and a size query keep it).
+        let (out, data) = args.inspect_err(|_| {
+            let _ = api::sign_abort(hSession);
+        })?;
         sign_two_call(api::sign_len(hSession)?, out, || api::sign(hSession, data))
     }
 }
@@ -74,7 +79,9 @@ cryptoki_fn! {
     pub(crate) fn C_SignUpdate(hSession: CK_SESSION_HANDLE, pPart: *mut CK_BYTE, ulPartLen: CK_ULONG) {
         api::check_initialized()?;
         // SAFETY: a non-NULL pPart is valid for reading ulPartLen bytes (spec §5.13.3).
-        let part = unsafe { in_slice(pPart.cast_const(), ulPartLen) }?;
+        let part = unsafe { in_slice(pPart.cast_const(), ulPartLen) }.inspect_err(|_| {
+            let _ = api::sign_abort(hSession);
+        })?;
         api::sign_update(hSession, part)
     }
 }
@@ -90,7 +97,9 @@ cryptoki_fn! {
         api::check_initialized()?;
         // SAFETY: pulSignatureLen, if non-NULL, is valid for reading and writing a CK_ULONG,
         // and a non-NULL pSignature has room for *pulSignatureLen bytes (spec §5.13.4, §5.2).
-        let out = unsafe { OutBuf::new(pSignature, pulSignatureLen) }?;
+        let out = unsafe { OutBuf::new(pSignature, pulSignatureLen) }.inspect_err(|_| {
+            let _ = api::sign_abort(hSession);
+        })?;
         sign_two_call(api::sign_len(hSession)?, out, || api::sign_final(hSession))
     }
 }

@@ -225,6 +225,19 @@ pub struct VirtualCard {
     log: Vec<String>,
     dir: Option<PathBuf>,
     latency: Duration,
+    pss: PssBehaviour,
+}
+
+/// How the card answers the PSS signing modes (P1 04 and 05). A real card's PSS support is
+/// [uncertain] in the reference; these let tests show the module fails safe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PssBehaviour {
+    /// RSASSA-PSS, MGF1-SHA-256, salt 32.
+    Normal,
+    /// `6A86`, as a card without PSS would answer.
+    Refuse,
+    /// A signature that does not verify (one byte flipped).
+    Corrupt,
 }
 
 impl VirtualCard {
@@ -257,6 +270,7 @@ impl VirtualCard {
             log: Vec::new(),
             dir,
             latency: Duration::ZERO,
+            pss: PssBehaviour::Normal,
         }
     }
 
@@ -478,6 +492,11 @@ impl VirtualCard {
     }
 
     /// Delay the vpcd runner waits before each answer (simulates a slow card).
+    /// Changes how the card answers the PSS modes (fault injection for tests).
+    pub fn set_pss(&mut self, behaviour: PssBehaviour) {
+        self.pss = behaviour;
+    }
+
     pub fn set_latency(&mut self, d: Duration) {
         self.latency = d;
     }
@@ -706,7 +725,15 @@ impl VirtualCard {
         if !verified {
             return Err(sw::SECURITY);
         }
-        sign_mode(rsa_key, a.p1, a.data).ok_or(sw::CONDITIONS)
+        let is_pss = matches!(a.p1, 0x04 | 0x05);
+        if is_pss && self.pss == PssBehaviour::Refuse {
+            return Err(sw::BAD_P1P2);
+        }
+        let mut sig = sign_mode(rsa_key, a.p1, a.data).ok_or(sw::CONDITIONS)?;
+        if is_pss && self.pss == PssBehaviour::Corrupt {
+            sig[100] ^= 0x01;
+        }
+        Ok(sig)
     }
 
     fn challenge(&mut self, a: &Apdu<'_>) -> Result<Vec<u8>, u16> {
