@@ -112,6 +112,37 @@ fn openssl_verify(card: &VCard, what: &str, cert: &str, msg: &Path, sig: &Path) 
     );
 }
 
+/// The slot ids of the test card's two tokens (authentication, signature). The flows select
+/// their token by slot id (`--slot`), as the benchmark does: `--token-label` would add a
+/// `C_GetTokenInfo` (and its APDUs) for every token scanned.
+fn slot_ids(card: &VCard) -> (String, String) {
+    let p = Pkcs11::new(module_path()).expect("load the module");
+    p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .expect("C_Initialize");
+    let mut auth = None;
+    let mut sign = None;
+    for s in p.get_slots_with_token().unwrap() {
+        if !p
+            .get_slot_info(s)
+            .unwrap()
+            .slot_description()
+            .starts_with(&card.reader)
+        {
+            continue;
+        }
+        match p.get_token_info(s).unwrap().label().trim_end() {
+            AUTH => auth = Some(s.id().to_string()),
+            SIGN => sign = Some(s.id().to_string()),
+            _ => {}
+        }
+    }
+    p.finalize().unwrap();
+    (
+        auth.expect("authentication token in the test card's reader"),
+        sign.expect("signature token in the test card's reader"),
+    )
+}
+
 /// `SIGNATURES` signatures in one session with the authentication key, through `cryptoki`:
 /// (APDUs of load + C_Initialize + C_Login, APDUs of each signature). Writes the signature.
 fn one_session(card: &VCard, msg: &[u8], sig_out: &Path) -> (usize, Vec<usize>) {
@@ -179,6 +210,8 @@ fn apdu_counts_of_the_user_flows() {
     let sig = card.state_dir.join("sig.bin");
     let sig_s = sig.to_str().unwrap();
     let mut rows = vec![];
+    let (auth_slot, sign_slot) = slot_ids(&card);
+    let (auth_slot, sign_slot) = (auth_slot.as_str(), sign_slot.as_str());
 
     let (list, n) = tool_ok(&card, "token listing", &["-L"]);
     assert!(list.contains(AUTH) && list.contains(SIGN), "{list}");
@@ -189,7 +222,7 @@ fn apdu_counts_of_the_user_flows() {
         asserted: false,
     });
 
-    let (objs, n) = tool_ok(&card, "objects, auth", &["--token-label", AUTH, "-O"]);
+    let (objs, n) = tool_ok(&card, "objects, auth", &["--slot", auth_slot, "-O"]);
     assert!(
         objs.contains("Certificate Object") && !objs.contains("Private Key Object"),
         "{objs}"
@@ -201,13 +234,13 @@ fn apdu_counts_of_the_user_flows() {
         asserted: false,
     });
 
-    let (objs, n_objs_sign) = tool_ok(&card, "objects, sign", &["--token-label", SIGN, "-O"]);
+    let (objs, n_objs_sign) = tool_ok(&card, "objects, sign", &["--slot", sign_slot, "-O"]);
     assert!(objs.contains("Certificate Object"), "{objs}");
 
-    for (flow, label, pin, id, cert, target) in [
+    for (flow, slot, pin, id, cert, target) in [
         (
             "login + 1 signature, authentication key",
-            AUTH,
+            auth_slot,
             "1234",
             "01",
             "auth",
@@ -215,7 +248,7 @@ fn apdu_counts_of_the_user_flows() {
         ),
         (
             "login + 1 signature, signature key",
-            SIGN,
+            sign_slot,
             "JPKITEST1",
             "02",
             "sign",
@@ -227,8 +260,8 @@ fn apdu_counts_of_the_user_flows() {
             &card,
             flow,
             &[
-                "--token-label",
-                label,
+                "--slot",
+                slot,
                 "--login",
                 "--pin",
                 pin,
@@ -269,8 +302,8 @@ fn apdu_counts_of_the_user_flows() {
     let (ok, text, n_wrong) = tool(
         &card,
         &[
-            "--token-label",
-            AUTH,
+            "--slot",
+            auth_slot,
             "--login",
             "--pin",
             "9999",
@@ -293,7 +326,7 @@ fn apdu_counts_of_the_user_flows() {
     let (_, _) = tool_ok(
         &card,
         "correct login after a wrong PIN",
-        &["--token-label", AUTH, "--login", "--pin", "1234", "-O"],
+        &["--slot", auth_slot, "--login", "--pin", "1234", "-O"],
     );
     assert_eq!(card.tries_left(), (3, 5), "a correct PIN restores the tries");
 
