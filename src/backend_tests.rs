@@ -846,3 +846,27 @@ fn short_ef_identifiers_save_selects_and_a_card_without_them_still_works() {
         );
     }
 }
+
+#[test]
+fn apdu_counts_of_the_main_flows() {
+    let f = Fixture::new();
+    let list = apdus(&f, || {
+        api::get_slot_list(true).unwrap();
+        api::get_token_info(AUTH_SLOT).unwrap();
+        api::get_token_info(SIGN_SLOT).unwrap();
+    });
+    // Object listing (as pkcs11-tool -O does): every object, its class, label, id and value.
+    let h = f.session(AUTH_SLOT);
+    let objects = apdus(&f, || {
+        for o in find(h, vec![]) {
+            let _ = api::get_attribute_value(h, o, &[CKA_CLASS, CKA_LABEL, CKA_ID, CKA_VALUE, CKA_MODULUS]);
+        }
+    });
+    println!("token listing {}, object listing (after binding) {}", list.len(), objects.len());
+    assert_eq!(list.len(), 6, "{list:?}");
+    // Two certificates: the bound head is reused, every other chunk read once, one SELECT each.
+    let auth_len = f.card.lock().auth_cert().len();
+    let ca_len = f.card.lock().auth_ca_cert().len();
+    let reads = (auth_len - 255).div_ceil(256) + ca_len.div_ceil(256);
+    assert_eq!(objects.len(), 2 + reads, "{objects:?}");
+}
