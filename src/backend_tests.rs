@@ -859,10 +859,18 @@ fn apdu_counts_of_the_main_flows() {
     let h = f.session(AUTH_SLOT);
     let objects = apdus(&f, || {
         for o in find(h, vec![]) {
-            let _ = api::get_attribute_value(h, o, &[CKA_CLASS, CKA_LABEL, CKA_ID, CKA_VALUE, CKA_MODULUS]);
+            let _ = api::get_attribute_value(
+                h,
+                o,
+                &[CKA_CLASS, CKA_LABEL, CKA_ID, CKA_VALUE, CKA_MODULUS],
+            );
         }
     });
-    println!("token listing {}, object listing (after binding) {}", list.len(), objects.len());
+    println!(
+        "token listing {}, object listing (after binding) {}",
+        list.len(),
+        objects.len()
+    );
     assert_eq!(list.len(), 6, "{list:?}");
     // Two certificates: the bound head is reused, every other chunk read once, one SELECT each.
     let auth_len = f.card.lock().auth_cert().len();
