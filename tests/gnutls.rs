@@ -42,7 +42,10 @@ fn p11tool_lists_tokens_and_objects() {
     ] {
         assert!(objects.contains(url), "{url}:\n{objects}");
     }
-    assert!(!objects.contains("type=private"), "before login:\n{objects}");
+    assert!(
+        !objects.contains("type=private"),
+        "before login:\n{objects}"
+    );
     let objects = p11tool(&["--login", "--list-all", &auth], Some("1234"));
     assert!(
         objects.contains("object=User%20Authentication;type=private"),
@@ -51,7 +54,10 @@ fn p11tool_lists_tokens_and_objects() {
     // The signature certificate (personal data) only after the signature password.
     let sign = format!("pkcs11:token={SIGN};serial={serial}");
     let objects = p11tool(&["--list-all", &sign], None);
-    assert!(!objects.contains("object=Digital%20Signature;"), "{objects}");
+    assert!(
+        !objects.contains("object=Digital%20Signature;"),
+        "{objects}"
+    );
     let objects = p11tool(&["--login", "--list-all", &sign], Some("JPKITEST1"));
     for t in ["cert", "public", "private"] {
         let url = format!("object=Digital%20Signature;type={t}");
@@ -80,7 +86,12 @@ fn gnutls_cli_authenticates_over_tls13() {
             .args(["--x509certfile", &format!("{obj};type=cert")])
             .arg("--x509cafile")
             .arg(&tls_ca)
-            .args(["--verify-hostname", "localhost", "--sni-hostname", "localhost"])
+            .args([
+                "--verify-hostname",
+                "localhost",
+                "--sni-hostname",
+                "localhost",
+            ])
             .args(["-p", &server.port.to_string(), "127.0.0.1"])
             .env("GNUTLS_PIN", "1234"),
         b"GET / HTTP/1.0\r\n\r\n",

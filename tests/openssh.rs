@@ -30,7 +30,10 @@ fn ssh_pubkey(card: &VCard, name: &str) -> String {
 fn ssh_keygen_prints_the_authentication_key() {
     let _g = common::lock();
     let card = VCard::start();
-    let out = run_ok(Command::new("ssh-keygen").arg("-D").arg(apps::module()), b"");
+    let out = run_ok(
+        Command::new("ssh-keygen").arg("-D").arg(apps::module()),
+        b"",
+    );
     let auth = ssh_pubkey(&card, "auth");
     assert!(
         out.lines()
@@ -154,7 +157,9 @@ fn ssh(dir: &Path, sshd: &Sshd, key_pub: &Path, pin: &str) -> std::process::Outp
         format!("[127.0.0.1]:{} {}\n", sshd.port, host_pub.join(" ")),
     )
     .unwrap();
-    let user = run_ok(Command::new("id").arg("-un"), b"").trim().to_string();
+    let user = run_ok(Command::new("id").arg("-un"), b"")
+        .trim()
+        .to_string();
     run(
         Command::new("ssh")
             .args(["-F", "/dev/null", "-p", &sshd.port.to_string(), "-I"])
@@ -188,7 +193,11 @@ fn ssh_logs_in_with_the_card() {
     let sshd = Sshd::start(&dir, &key_pub);
     let out = ssh(&dir, &sshd, &key_pub, "1234");
     let t = text(&out);
-    assert!(out.status.success(), "ssh failed:\n{t}\nsshd:\n{}", sshd.log());
+    assert!(
+        out.status.success(),
+        "ssh failed:\n{t}\nsshd:\n{}",
+        sshd.log()
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "{t}");
     assert!(
         sshd.log().contains("Accepted publickey for"),
@@ -209,6 +218,10 @@ fn ssh_with_a_wrong_pin_fails_and_costs_one_try() {
     let out = ssh(&dir, &sshd, &key_pub, "0000");
     let t = text(&out);
     assert!(!out.status.success(), "logged in with a wrong PIN:\n{t}");
-    assert!(!sshd.log().contains("Accepted publickey for"), "{}", sshd.log());
+    assert!(
+        !sshd.log().contains("Accepted publickey for"),
+        "{}",
+        sshd.log()
+    );
     assert_eq!(card.tries_left(), (2, 5), "exactly one try spent:\n{t}");
 }

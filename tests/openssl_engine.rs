@@ -136,16 +136,15 @@ fn dgst_and_pkeyutl_sign_with_a_pkcs11_uri() {
     assert!(out.status.success(), "{}", text(&out));
     for (name, opts) in [
         ("pkcs1", &[][..]),
-        (
-            "pss",
-            &["rsa_padding_mode:pss", "rsa_pss_saltlen:32"][..],
-        ),
+        ("pss", &["rsa_padding_mode:pss", "rsa_pss_saltlen:32"][..]),
     ] {
         let sig = dir.join(format!("pkeyutl-{name}.sig"));
         let mut cmd = openssl(&cnf);
-        cmd.args(["pkeyutl", "-sign", "-engine", "pkcs11", "-keyform", "engine"])
-            .args(["-inkey", &key, "-passin", "pass:1234"])
-            .args(["-pkeyopt", "digest:sha256"]);
+        cmd.args([
+            "pkeyutl", "-sign", "-engine", "pkcs11", "-keyform", "engine",
+        ])
+        .args(["-inkey", &key, "-passin", "pass:1234"])
+        .args(["-pkeyopt", "digest:sha256"]);
         for o in opts {
             cmd.args(["-pkeyopt", o]);
         }
@@ -174,9 +173,16 @@ fn cms_sign_with_the_signature_key_verified_against_the_ca() {
     let p7s = dir.join("document.p7s");
     let out = run_ok(
         openssl(&cnf)
-            .args(["cms", "-sign", "-binary", "-outform", "DER", "-md", "sha256"])
+            .args([
+                "cms", "-sign", "-binary", "-outform", "DER", "-md", "sha256",
+            ])
             .args(["-engine", "pkcs11", "-keyform", "engine"])
-            .args(["-inkey", &key_uri(&card, "sign"), "-passin", "pass:JPKITEST1"])
+            .args([
+                "-inkey",
+                &key_uri(&card, "sign"),
+                "-passin",
+                "pass:JPKITEST1",
+            ])
             .arg("-signer")
             .arg(&signer)
             .arg("-in")
@@ -191,7 +197,9 @@ fn cms_sign_with_the_signature_key_verified_against_the_ca() {
     );
     let out = run_ok(
         Command::new("openssl")
-            .args(["cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any"])
+            .args([
+                "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any",
+            ])
             .arg("-in")
             .arg(&p7s)
             .arg("-content")
@@ -224,7 +232,12 @@ fn cms_sign_without_the_second_pin_fails_without_spending_a_try() {
             openssl(&cnf)
                 .args(["cms", "-sign", "-binary", "-outform", "DER"])
                 .args(["-engine", "pkcs11", "-keyform", "engine"])
-                .args(["-inkey", &key_uri(&card, "sign"), "-passin", "pass:JPKITEST1"])
+                .args([
+                    "-inkey",
+                    &key_uri(&card, "sign"),
+                    "-passin",
+                    "pass:JPKITEST1",
+                ])
                 .arg("-signer")
                 .arg(&signer)
                 .arg("-in")
@@ -254,12 +267,22 @@ fn s_client(card: &VCard, version: &str) -> (String, String) {
     let client_cert = apps::cert_pem(card, "auth");
     let server = apps::TlsServer::start(&dir, &crt, &key, &client_ca);
     let mut cmd = openssl(&cnf);
-    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{}", server.port)])
-        .args(["-verify_return_error", "-ign_eof", "-CAfile"])
-        .arg(&tls_ca)
-        .args(["-engine", "pkcs11", "-keyform", "engine"])
-        .args(["-key", &key_uri(card, "auth"), "-pass", "pass:1234", "-cert"])
-        .arg(&client_cert);
+    cmd.args([
+        "s_client",
+        "-connect",
+        &format!("127.0.0.1:{}", server.port),
+    ])
+    .args(["-verify_return_error", "-ign_eof", "-CAfile"])
+    .arg(&tls_ca)
+    .args(["-engine", "pkcs11", "-keyform", "engine"])
+    .args([
+        "-key",
+        &key_uri(card, "auth"),
+        "-pass",
+        "pass:1234",
+        "-cert",
+    ])
+    .arg(&client_cert);
     if !version.is_empty() {
         cmd.arg(version);
     }

@@ -61,7 +61,11 @@ pub fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
 pub fn run_ok(cmd: &mut Command, stdin: &[u8]) -> String {
     let out = run(cmd, stdin);
     let t = text(&out);
-    assert!(out.status.success(), "{cmd:?} failed ({}):\n{t}", out.status);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{t}",
+        out.status
+    );
     t
 }
 
@@ -146,7 +150,9 @@ pub fn server_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     );
     run_ok(
         Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
             .args(["-subj", "/CN=jpki-pkcs11 test TLS CA", "-keyout"])
             .arg(&ca_key)
             .arg("-out")
@@ -155,7 +161,14 @@ pub fn server_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     );
     run_ok(
         Command::new("openssl")
-            .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"])
+            .args([
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+            ])
             .arg("-keyout")
             .arg(&key)
             .arg("-out")
@@ -193,7 +206,14 @@ impl TlsServer {
         let out_path = dir.join("s_server.out");
         let out = std::fs::File::create(&out_path).unwrap();
         let child = Command::new("openssl")
-            .args(["s_server", "-accept", "127.0.0.1:0", "-naccept", "1", "-www"])
+            .args([
+                "s_server",
+                "-accept",
+                "127.0.0.1:0",
+                "-naccept",
+                "1",
+                "-www",
+            ])
             .args(["-Verify", "1", "-verify_return_error", "-cert"])
             .arg(cert)
             .arg("-key")
