@@ -768,3 +768,113 @@ fn two_call_convention_through_the_c_functions() {
         );
     }
 }
+
+/// Counts the APDUs of `f` in the card's log.
+fn apdus(fx: &Fixture, f: impl FnOnce()) -> Vec<String> {
+    fx.clear_log();
+    f();
+    fx.log()
+        .into_iter()
+        .filter(|l| !l.starts_with('#'))
+        .collect()
+}
+
+#[test]
+fn short_ef_identifiers_save_selects_and_a_card_without_them_still_works() {
+    for sfi in [true, false] {
+        let f = Fixture::new();
+        f.card.lock().set_sfi(sfi);
+        let list = apdus(&f, || {
+            api::get_slot_list(true).unwrap();
+            api::get_token_info(AUTH_SLOT).unwrap();
+            api::get_token_info(SIGN_SLOT).unwrap();
+        });
+        let h = f.session(AUTH_SLOT);
+        let login = apdus(&f, || api::login(h, CKU_USER, Some(b"1234")).unwrap());
+        let key = private_key(h);
+        api::sign_init(h, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+        let first = apdus(&f, || {
+            api::sign(h, b"one").unwrap();
+        });
+        api::sign_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), key).unwrap();
+        let second = apdus(&f, || {
+            let sig = api::sign(h, b"two").unwrap();
+            let pubkey = public_key(f.card.lock().auth_cert());
+            assert!(pubkey
+                .verify(
+                    Pss::new_with_salt::<Sha256>(32),
+                    &Sha256::digest(b"two"),
+                    &sig
+                )
+                .is_ok());
+        });
+        if sfi {
+            assert_eq!(list.len(), 6, "token listing: {list:?}");
+            assert_eq!(
+                second.len(),
+                4,
+                "a further signature: select, verify, sign, drop: {second:?}"
+            );
+            assert!(
+                login.iter().all(|l| !l.starts_with("00A4020C")),
+                "no SELECT EF: {login:?}"
+            );
+        } else {
+            // Each short form was refused once, then the long forms: more APDUs, same results.
+            assert!(list.len() > 6, "{list:?}");
+            assert_eq!(second.len(), 6, "{second:?}");
+            assert!(
+                login.iter().any(|l| l.starts_with("00A4020C020018")),
+                "{login:?}"
+            );
+        }
+        for seq in [&login, &first, &second] {
+            let verifies = seq
+                .iter()
+                .filter(|l| l.starts_with("0020") && l.contains('*'))
+                .count();
+            assert_eq!(verifies, 1, "one PIN presentation per call: {seq:?}");
+            assert!(
+                seq.last().unwrap().starts_with("00A4040C07A0000001510000"),
+                "ends locked: {seq:?}"
+            );
+        }
+        assert_eq!(
+            f.card.lock().tries_left(),
+            (3, 5),
+            "no try lost to the fallback"
+        );
+    }
+}
+
+#[test]
+fn apdu_counts_of_the_main_flows() {
+    let f = Fixture::new();
+    let list = apdus(&f, || {
+        api::get_slot_list(true).unwrap();
+        api::get_token_info(AUTH_SLOT).unwrap();
+        api::get_token_info(SIGN_SLOT).unwrap();
+    });
+    // Object listing (as pkcs11-tool -O does): every object, its class, label, id and value.
+    let h = f.session(AUTH_SLOT);
+    let objects = apdus(&f, || {
+        for o in find(h, vec![]) {
+            let _ = api::get_attribute_value(
+                h,
+                o,
+                &[CKA_CLASS, CKA_LABEL, CKA_ID, CKA_VALUE, CKA_MODULUS],
+            );
+        }
+    });
+    println!(
+        "token listing {}, object listing (after binding) {}",
+        list.len(),
+        objects.len()
+    );
+    assert_eq!(list.len(), 6, "{list:?}");
+    // Two certificates: the bound head is reused, every other chunk read once, one SELECT each.
+    let auth_len = f.card.lock().auth_cert().len();
+    let ca_len = f.card.lock().auth_ca_cert().len();
+    let reads = (auth_len - 255).div_ceil(256) + ca_len.div_ceil(256);
+    assert_eq!(objects.len(), 2 + reads, "{objects:?}");
+}

@@ -46,6 +46,8 @@ struct Module {
     pid: u32,
     system: Arc<dyn CardSystem>,
     readers: Vec<Arc<Mutex<Reader>>>,
+    /// `readers[i]`'s name, readable without locking the reader.
+    reader_names: Vec<String>,
     sessions: HashMap<CK_SESSION_HANDLE, SessionEntry>,
     next_session: CK_SESSION_HANDLE,
 }
@@ -149,6 +151,7 @@ pub fn initialize() -> CkResult<()> {
         pid: std::process::id(),
         system,
         readers: Vec::new(),
+        reader_names: Vec::new(),
         sessions: HashMap::new(),
         next_session: 1,
     });
@@ -273,10 +276,7 @@ pub fn check_slot(slot: CK_SLOT_ID) -> CkResult<()> {
 }
 
 pub fn get_slot_list(token_present: bool) -> CkResult<Vec<CK_SLOT_ID>> {
-    let (system, readers) = {
-        let m = module()?;
-        (m.system.clone(), m.readers.len())
-    };
+    let system = module()?.system.clone();
     let names = system.list_readers();
     let readers = {
         let mut guard = MODULE.write();
@@ -284,10 +284,10 @@ pub fn get_slot_list(token_present: bool) -> CkResult<Vec<CK_SLOT_ID>> {
             .as_mut()
             .filter(|m| m.pid == std::process::id())
             .ok_or(CkError::CryptokiNotInitialized)?;
-        debug_assert!(m.readers.len() >= readers);
         for name in names {
-            let known = m.readers.iter().any(|r| r.lock().name == name);
-            if !known {
+            // Never lock a reader under MODULE (see the lock order above).
+            if !m.reader_names.contains(&name) {
+                m.reader_names.push(name.clone());
                 m.readers.push(Arc::new(Mutex::new(Reader {
                     name,
                     card: None,

@@ -111,6 +111,29 @@ impl PinTries {
     }
 }
 
+/// Whether to use the short-EF-identifier forms (`READ BINARY P1=80|SFI`, `VERIFY P2=80|SFI`,
+/// `COMPUTE DIGITAL SIGNATURE P2=80|SFI`), which save the `SELECT EF` before each command.
+/// The reference says the card accepts them; most clients still select first. So the module
+/// tries them, falls back to `SELECT` + `P2=80` for good on the first answer that says the
+/// reference is not understood, and presents a PIN in the short form only once an empty VERIFY
+/// in that form has answered `63Cx` (so a PIN is never sent in a form the card has not shown it
+/// understands).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sfi {
+    /// The card refused a short form: use `SELECT` + `P2=80` from now on.
+    pub off: bool,
+    /// The card answered an empty VERIFY in the short form with a try counter.
+    pub verify_ok: bool,
+}
+
+/// Status words meaning "I do not know that reference / those parameters".
+fn reference_error(sw: u16) -> bool {
+    matches!(
+        sw,
+        0x6A86 | 0x6A82 | 0x6A88 | 0x6A81 | 0x6A80 | 0x6B00 | 0x6D00
+    )
+}
+
 /// Selects the JPKI application. `6A82`/`6A86` mean this is not a My Number Card.
 pub fn select_jpki(x: &mut Exchange<'_>) -> Result<(), Error> {
     match x.send(&command(0, 0xA4, 0x04, 0x0C, &JPKI_AID, None))?.sw {
@@ -190,14 +213,41 @@ pub fn read_binary(x: &mut Exchange<'_>, offset: usize, le: u8) -> Result<Vec<u8
     Ok(data)
 }
 
-/// Reads the DER object (a certificate) in EF `fid`: selects it, then reads 256-byte chunks up
-/// to the length in the DER header (the file is padded with filler after it). `head` may hold
-/// bytes already read from the start of the file.
-pub fn read_der_file(x: &mut Exchange<'_>, fid: u16, head: &[u8]) -> Result<Vec<u8>, Error> {
-    select_ef(x, fid)?;
+/// Reads the DER object (a certificate) in EF `fid`, in 256-byte chunks up to the length in the
+/// DER header (the file is padded with filler after it). `head` may hold bytes already read from
+/// the start of the file. The first read names the file by its short identifier (which also
+/// makes it the current EF), at most 255 bytes back from where reading resumes, so no
+/// `SELECT EF` is needed; without short identifiers the file is selected first.
+pub fn read_der_file(
+    x: &mut Exchange<'_>,
+    fid: u16,
+    head: &[u8],
+    sfi: &mut Sfi,
+) -> Result<Vec<u8>, Error> {
     let mut out = head.to_vec();
-    if out.len() < 4 {
-        out = read_binary(x, 0, 0)?;
+    let mut selected = false;
+    if !sfi.off {
+        let at = out.len().min(255);
+        let r = x.send(&command(0, 0xB0, 0x80 | fid as u8, at as u8, &[], Some(0)))?;
+        if reference_error(r.sw) {
+            sfi.off = true;
+        } else {
+            let data = r.ok()?;
+            if data.len() + at <= out.len() || data.len() > 256 {
+                return Err(Error::Malformed(
+                    "READ BINARY answered too little or too much",
+                ));
+            }
+            out.truncate(at);
+            out.extend_from_slice(&data);
+            selected = true;
+        }
+    }
+    if !selected {
+        select_ef(x, fid)?;
+        if out.len() < 4 {
+            out = read_binary(x, 0, 0)?;
+        }
     }
     let total = der_total_len(&out)?;
     while out.len() < total {
@@ -211,13 +261,44 @@ pub fn read_der_file(x: &mut Exchange<'_>, fid: u16, head: &[u8]) -> Result<Vec<
 }
 
 /// Reads the first chunk (up to 256 bytes) of EF `fid`.
-pub fn read_head(x: &mut Exchange<'_>, fid: u16) -> Result<Vec<u8>, Error> {
+pub fn read_head(x: &mut Exchange<'_>, fid: u16, sfi: &mut Sfi) -> Result<Vec<u8>, Error> {
+    if !sfi.off {
+        let r = x.send(&command(0, 0xB0, 0x80 | fid as u8, 0, &[], Some(0)))?;
+        if !reference_error(r.sw) {
+            let data = r.ok()?;
+            if data.is_empty() || data.len() > 256 {
+                return Err(Error::Malformed(
+                    "READ BINARY answered too little or too much",
+                ));
+            }
+            return Ok(data);
+        }
+        sfi.off = true;
+    }
     select_ef(x, fid)?;
     read_binary(x, 0, 0)
 }
 
 /// Asks the card how many tries the PIN of `key` has left. The empty VERIFY costs no try.
-pub fn pin_tries(x: &mut Exchange<'_>, key: KeyRef) -> Result<PinTries, Error> {
+pub fn pin_tries(x: &mut Exchange<'_>, key: KeyRef, sfi: &mut Sfi) -> Result<PinTries, Error> {
+    if !sfi.off {
+        let resp = x.send(&command(
+            0,
+            0x20,
+            0x00,
+            0x80 | key.pin_ef() as u8,
+            &[],
+            None,
+        ))?;
+        if let Some(t) = PinTries::from_sw(resp.sw) {
+            sfi.verify_ok = true;
+            return Ok(t);
+        }
+        if !reference_error(resp.sw) {
+            return Err(Error::Status(resp.sw));
+        }
+        sfi.off = true;
+    }
     select_ef(x, key.pin_ef())?;
     let resp = x.send(&command(0, 0x20, 0x00, 0x80, &[], None))?;
     match PinTries::from_sw(resp.sw) {
@@ -230,7 +311,19 @@ pub fn pin_tries(x: &mut Exchange<'_>, key: KeyRef) -> Result<PinTries, Error> {
 
 /// Presents `pin` (already normalized) for `key`. `Ok` means the key is now usable; a wrong PIN
 /// gives `Err(Status(63Cx))`, a blocked one `Err(Status(6983|6984))`.
-pub fn verify(x: &mut Exchange<'_>, key: KeyRef, pin: &[u8]) -> Result<(), Error> {
+pub fn verify(x: &mut Exchange<'_>, key: KeyRef, pin: &[u8], sfi: &Sfi) -> Result<(), Error> {
+    if !sfi.off && sfi.verify_ok {
+        return x
+            .send(&command(
+                0,
+                0x20,
+                0x00,
+                0x80 | key.pin_ef() as u8,
+                pin,
+                None,
+            ))?
+            .ok_empty();
+    }
     select_ef(x, key.pin_ef())?;
     x.send(&command(0, 0x20, 0x00, 0x80, pin, None))?.ok_empty()
 }
@@ -252,14 +345,39 @@ pub fn sign(
     mode: SignMode,
     data: &[u8],
     sig_len: usize,
+    sfi: &mut Sfi,
 ) -> Result<Vec<u8>, Error> {
     if data.is_empty() || data.len() > 245 {
         return Err(Error::Malformed("signing input length out of range"));
     }
+    let mut short_refused = None;
+    if !sfi.off {
+        let r = x.send(&command(
+            0x80,
+            0x2A,
+            mode as u8,
+            0x80 | key.key_ef() as u8,
+            data,
+            Some(0),
+        ))?;
+        if !reference_error(r.sw) {
+            return check_signature(r.ok()?, sig_len);
+        }
+        // The short form, or the mode (e.g. PSS) is what the card refused: the long form tells.
+        short_refused = Some(r.sw);
+    }
     select_ef(x, key.key_ef())?;
-    let sig = x
-        .send(&command(0x80, 0x2A, mode as u8, 0x80, data, Some(0)))?
-        .ok()?;
+    let resp = x.send(&command(0x80, 0x2A, mode as u8, 0x80, data, Some(0)))?;
+    match short_refused {
+        // The long form was refused the same way: it was the mode, the short form is fine.
+        Some(sw) if sw == resp.sw => {}
+        Some(_) => sfi.off = true,
+        None => {}
+    }
+    check_signature(resp.ok()?, sig_len)
+}
+
+fn check_signature(sig: Vec<u8>, sig_len: usize) -> Result<Vec<u8>, Error> {
     if sig.len() != sig_len {
         return Err(Error::Malformed("signature of the wrong length"));
     }

@@ -14,7 +14,7 @@ pub mod mechanism;
 pub mod objects;
 
 use crate::card::apdu::{hex, Exchange};
-use crate::card::jpki::{self, KeyRef, PinTries, SignMode};
+use crate::card::jpki::{self, KeyRef, PinTries, Sfi, SignMode};
 use crate::card::CardChannel;
 use crate::error::Error;
 use cert::Cert;
@@ -46,6 +46,8 @@ pub struct BoundCard {
     pub pss_ok: bool,
     /// APDUs sent to this card (for tests and benchmarks).
     pub apdus: usize,
+    /// Whether the card takes short EF identifiers (learnt on the way).
+    sfi: Sfi,
 }
 
 /// Index of a key's token state.
@@ -67,8 +69,12 @@ impl BoundCard {
             tokens: Default::default(),
             pss_ok: true,
             apdus: 0,
+            sfi: Sfi::default(),
         };
-        let head = card.run(|x| jpki::read_head(x, KeyRef::Auth.cert_ef()))?;
+        let mut sfi = card.sfi;
+        let head = card.run(|x| jpki::read_head(x, KeyRef::Auth.cert_ef(), &mut sfi));
+        card.sfi = sfi;
+        let head = head?;
         let serial = cert::serial_from_head(&head).unwrap_or_default();
         // The token serial is 16 characters: keep the low-order end of the certificate serial.
         let hexed = hex(&serial);
@@ -120,7 +126,10 @@ impl BoundCard {
 
     /// Reads the tries left on `key`'s PIN (costs no try) and remembers them.
     pub fn refresh_tries(&mut self, key: KeyRef) -> Result<PinTries, Error> {
-        let tries = self.run(|x| jpki::pin_tries(x, key))?;
+        let mut sfi = self.sfi;
+        let tries = self.run(|x| jpki::pin_tries(x, key, &mut sfi));
+        self.sfi = sfi;
+        let tries = tries?;
         self.token_mut(key).tries = Some(tries);
         Ok(tries)
     }
@@ -138,19 +147,27 @@ impl BoundCard {
         }
     }
 
-    /// Presents `pin` (normalized) for `key` once. On success, for the signature key, also reads
-    /// the signature certificate while the card allows it. Does not keep the PIN: the caller does.
+    /// Presents `pin` (normalized) for `key` once. On success, also reads the key's certificate
+    /// if it is not cached yet, in the same transaction (the signature certificate can only be
+    /// read while the password is verified). Does not keep the PIN: the caller does.
     pub fn verify_pin(&mut self, key: KeyRef, pin: &[u8]) -> Result<(), Error> {
-        let need_cert = key == KeyRef::Sign && self.token(key).cert.is_none();
+        let need_cert = self.token(key).cert.is_none();
+        let head = if key == KeyRef::Auth {
+            self.auth_head.clone()
+        } else {
+            Vec::new()
+        };
+        let mut sfi = self.sfi;
         let mut cert_der = None;
         let res = self.run(|x| {
-            jpki::verify(x, key, pin)?;
+            jpki::verify(x, key, pin, &sfi)?;
             if need_cert {
                 // A failure to read is not a failed login: the certificate is read again later.
-                cert_der = jpki::read_der_file(x, key.cert_ef(), &[]).ok();
+                cert_der = jpki::read_der_file(x, key.cert_ef(), &head, &mut sfi).ok();
             }
             Ok(())
         });
+        self.sfi = sfi;
         self.note_verify_result(key, &res);
         res?;
         if let Some(der) = cert_der {
@@ -170,19 +187,25 @@ impl BoundCard {
         } else {
             Vec::new()
         };
+        let mut sfi = self.sfi;
         let der = match (key, pin) {
-            (KeyRef::Auth, _) => self.run(|x| jpki::read_der_file(x, key.cert_ef(), &head))?,
+            (KeyRef::Auth, _) => {
+                self.run(|x| jpki::read_der_file(x, key.cert_ef(), &head, &mut sfi))
+            }
             (KeyRef::Sign, Some(pin)) => {
+                let mut verified = Ok(());
                 let res = self.run(|x| {
-                    jpki::verify(x, key, pin)?;
-                    jpki::read_der_file(x, key.cert_ef(), &[])
+                    verified = jpki::verify(x, key, pin, &sfi);
+                    verified.clone()?;
+                    jpki::read_der_file(x, key.cert_ef(), &[], &mut sfi)
                 });
-                self.note_verify_result(key, &res.as_ref().map(|_| ()).map_err(Clone::clone));
-                res?
+                self.note_verify_result(key, &verified);
+                res
             }
             (KeyRef::Sign, None) => return Err(Error::Status(0x6982)),
         };
-        let cert = Arc::new(Cert::parse(der)?);
+        self.sfi = sfi;
+        let cert = Arc::new(Cert::parse(der?)?);
         self.token_mut(key).cert = Some(cert.clone());
         Ok(cert)
     }
@@ -192,8 +215,10 @@ impl BoundCard {
         if let Some(c) = &self.token(key).ca {
             return Ok(c.clone());
         }
-        let der = self.run(|x| jpki::read_der_file(x, key.ca_ef(), &[]))?;
-        let cert = Arc::new(Cert::parse(der)?);
+        let mut sfi = self.sfi;
+        let der = self.run(|x| jpki::read_der_file(x, key.ca_ef(), &[], &mut sfi));
+        self.sfi = sfi;
+        let cert = Arc::new(Cert::parse(der?)?);
         self.token_mut(key).ca = Some(cert.clone());
         Ok(cert)
     }
@@ -209,11 +234,13 @@ impl BoundCard {
         sig_len: usize,
     ) -> Result<Vec<u8>, Error> {
         let mut verified = Ok(());
+        let mut sfi = self.sfi;
         let res = self.run(|x| {
-            verified = jpki::verify(x, key, pin);
+            verified = jpki::verify(x, key, pin, &sfi);
             verified.clone()?;
-            jpki::sign(x, key, mode, data, sig_len)
+            jpki::sign(x, key, mode, data, sig_len, &mut sfi)
         });
+        self.sfi = sfi;
         self.note_verify_result(key, &verified);
         res
     }
@@ -229,8 +256,9 @@ impl BoundCard {
     /// Changes `key`'s PIN: presents `old`, then sets `new` (both normalized).
     pub fn change_pin(&mut self, key: KeyRef, old: &[u8], new: &[u8]) -> Result<(), Error> {
         let mut verified = Ok(());
+        let sfi = self.sfi;
         let res = self.run(|x| {
-            verified = jpki::verify(x, key, old);
+            verified = jpki::verify(x, key, old, &sfi);
             verified.clone()?;
             jpki::change_pin(x, key, new)
         });

@@ -226,6 +226,8 @@ pub struct VirtualCard {
     dir: Option<PathBuf>,
     latency: Duration,
     pss: PssBehaviour,
+    /// Accepts short EF identifiers (READ BINARY P1=80|SFI, VERIFY/SIGN P2=80|SFI).
+    sfi: bool,
 }
 
 /// How the card answers the PSS signing modes (P1 04 and 05). A real card's PSS support is
@@ -271,6 +273,7 @@ impl VirtualCard {
             dir,
             latency: Duration::ZERO,
             pss: PssBehaviour::Normal,
+            sfi: true,
         }
     }
 
@@ -492,6 +495,12 @@ impl VirtualCard {
     }
 
     /// Delay the vpcd runner waits before each answer (simulates a slow card).
+    /// Makes the card refuse short EF identifiers with `6A86`, as a card that only knows
+    /// `SELECT` + `P2=80` would (for tests of the module's fallback).
+    pub fn set_sfi(&mut self, accept: bool) {
+        self.sfi = accept;
+    }
+
     /// Changes how the card answers the PSS modes (fault injection for tests).
     pub fn set_pss(&mut self, behaviour: PssBehaviour) {
         self.pss = behaviour;
@@ -589,7 +598,7 @@ impl VirtualCard {
         }
         let le = a.le.ok_or(sw::WRONG_LENGTH)?;
         let (fid, offset) = if a.p1 & 0x80 != 0 {
-            if a.p1 & 0x60 != 0 {
+            if a.p1 & 0x60 != 0 || !self.sfi {
                 return Err(sw::BAD_P1P2);
             }
             let fid = u16::from(a.p1 & 0x1F);
@@ -626,8 +635,8 @@ impl VirtualCard {
                 Some(Ef::Pin(k)) if self.app == App::Jpki => return Ok(k),
                 _ => return Err(sw::CONDITIONS),
             },
-            0x98 => Key::Auth,
-            0x9B => Key::Sign,
+            0x98 if self.sfi => Key::Auth,
+            0x9B if self.sfi => Key::Sign,
             _ => return Err(sw::BAD_P1P2),
         };
         if self.app != App::Jpki {
@@ -704,6 +713,7 @@ impl VirtualCard {
                 Some(Ef::PrivateKey(k)) if self.app == App::Jpki => k,
                 _ => return Err(sw::CONDITIONS),
             },
+            0x97 | 0x9A if !self.sfi => return Err(sw::BAD_P1P2),
             0x97 if self.app == App::Jpki => Key::Auth,
             0x9A if self.app == App::Jpki => Key::Sign,
             0x97 | 0x9A => return Err(sw::NOT_FOUND),

@@ -1,0 +1,306 @@
+//! Helpers for the end-to-end tests of client applications (OpenSSL with the libp11 engine,
+//! OpenSSH, GnuTLS) driving the built module against the virtual card: running commands,
+//! certificates as PEM, a throw-away TLS server (`openssl s_server`), free ports.
+#![allow(dead_code)] // each test binary uses a different part
+
+use crate::common::VCard;
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The module under test: `$TEST_PKCS11_MODULE`, or the cdylib next to the test binary.
+pub fn module() -> PathBuf {
+    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("libjpki_pkcs11.so")
+}
+
+/// stdout and stderr of a finished command, as one text.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `cmd` in a new session (no controlling terminal, so nothing can prompt on the terminal
+/// of whoever runs the tests: a program that asks for a PIN reads stdin or its askpass helper),
+/// feeding it `stdin`. Panics only if it cannot be started.
+pub fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
+    // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (see scripts/deps/)"));
+    let mut pipe = child.stdin.take().unwrap();
+    // A program that never reads its stdin may close it first: ignore EPIPE.
+    let _ = pipe.write_all(stdin);
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+/// Like [`run`], and panics with the output unless the command succeeded. Returns the output.
+pub fn run_ok(cmd: &mut Command, stdin: &[u8]) -> String {
+    let out = run(cmd, stdin);
+    let t = text(&out);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{t}",
+        out.status
+    );
+    t
+}
+
+/// Writes the card's certificate `name` (`auth`, `auth-ca`, `sign`, `sign-ca`) as PEM into the
+/// card's directory and returns the path.
+pub fn cert_pem(card: &VCard, name: &str) -> PathBuf {
+    let der = card.state_dir.join(format!("{name}.crt"));
+    let pem = card.state_dir.join(format!("{name}.pem"));
+    run_ok(
+        Command::new("openssl")
+            .args(["x509", "-inform", "DER", "-in"])
+            .arg(&der)
+            .arg("-out")
+            .arg(&pem),
+        b"",
+    );
+    pem
+}
+
+/// The public key of the card's certificate `name` as a PEM SubjectPublicKeyInfo file.
+pub fn cert_pubkey(card: &VCard, name: &str) -> PathBuf {
+    let der = card.state_dir.join(format!("{name}.crt"));
+    let path = card.state_dir.join(format!("{name}.pub.pem"));
+    let out = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-inform", "DER", "-pubkey", "-noout", "-in"])
+            .arg(&der),
+        b"",
+    );
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+/// The certificate's subject as `openssl x509 -subject` prints it, e.g. `C = JP, CN = ABC`.
+pub fn subject(card: &VCard, name: &str) -> String {
+    let der = card.state_dir.join(format!("{name}.crt"));
+    let out = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-inform", "DER", "-noout", "-subject", "-in"])
+            .arg(&der),
+        b"",
+    );
+    out.trim()
+        .strip_prefix("subject=")
+        .expect("subject=")
+        .trim()
+        .to_string()
+}
+
+/// The card's token serial (CK_TOKEN_INFO.serialNumber; the same on both tokens): the last 16
+/// hex digits of the authentication certificate's serial number. Used in `pkcs11:` URIs so a
+/// test finds its own card even when another card is in another reader.
+pub fn token_serial(card: &VCard) -> String {
+    let der = card.state_dir.join("auth.crt");
+    let out = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-inform", "DER", "-noout", "-serial", "-in"])
+            .arg(&der),
+        b"",
+    );
+    let hex = out.trim().strip_prefix("serial=").expect("serial=").trim();
+    hex[hex.len().saturating_sub(16)..].to_uppercase()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A throw-away CA and a server certificate (CN=localhost) it signed, made with openssl in
+/// `dir`. Returns (ca.pem, server.pem, server.key).
+pub fn server_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca, ca_key) = (dir.join("tls-ca.pem"), dir.join("tls-ca.key"));
+    let (crt, key, csr) = (
+        dir.join("server.pem"),
+        dir.join("server.key"),
+        dir.join("server.csr"),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=jpki-pkcs11 test TLS CA", "-keyout"])
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&ca),
+        b"",
+    );
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr),
+        b"",
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-set_serial", "2", "-in"])
+            .arg(&csr)
+            .arg("-CA")
+            .arg(&ca)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&crt),
+        b"",
+    );
+    (ca, crt, key)
+}
+
+/// `openssl s_server` on 127.0.0.1 (a port it picks), for one connection, with default
+/// protocol settings, requiring a client certificate issued by `client_ca` (`-Verify 1
+/// -verify_return_error`), answering `GET /` with its status page (`-www`: the server's view
+/// of the connection, including `Peer signature type`). Killed on drop if still running.
+pub struct TlsServer {
+    child: Option<Child>,
+    out_path: PathBuf,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl TlsServer {
+    pub fn start(dir: &Path, cert: &Path, key: &Path, client_ca: &Path) -> TlsServer {
+        let out_path = dir.join("s_server.out");
+        let out = std::fs::File::create(&out_path).unwrap();
+        let child = Command::new("openssl")
+            .args([
+                "s_server",
+                "-accept",
+                "127.0.0.1:0",
+                "-naccept",
+                "1",
+                "-www",
+            ])
+            .args(["-Verify", "1", "-verify_return_error", "-cert"])
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .arg("-CAfile")
+            .arg(client_ca)
+            .env_remove("OPENSSL_CONF")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("run openssl s_server");
+        let mut server = TlsServer {
+            child: Some(child),
+            out_path,
+            port: 0,
+        };
+        let start = Instant::now();
+        loop {
+            let out = server.output();
+            if let Some(port) = out
+                .lines()
+                .find_map(|l| l.strip_prefix("ACCEPT 127.0.0.1:"))
+                .and_then(|p| p.trim().parse().ok())
+            {
+                server.port = port;
+                return server;
+            }
+            let exited = server.child.as_mut().unwrap().try_wait().unwrap();
+            assert!(
+                exited.is_none() && start.elapsed() < Duration::from_secs(10),
+                "openssl s_server did not start:\n{out}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the server printed so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.out_path).unwrap_or_default()
+    }
+
+    /// Waits (up to 10 s) for the server to end after its one connection; its output.
+    pub fn finish(mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.output()
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The status page `s_server -www` sent (the part of the client's output from the HTTP
+/// status line on): the server's view of the connection.
+pub fn status_page(client_output: &str) -> &str {
+    let at = client_output
+        .find("HTTP/1.0 200 ok")
+        .unwrap_or_else(|| panic!("no s_server status page in:\n{client_output}"));
+    &client_output[at..]
+}
+
+/// The value of the status page line `Peer signature type: …` (the client's signature in
+/// CertificateVerify, as the server saw it).
+pub fn peer_signature_type(page: &str) -> Option<&str> {
+    page.lines()
+        .find_map(|l| l.strip_prefix("Peer signature type:"))
+        .map(str::trim)
+}
+
+/// The status page line `Protocol  : …`.
+pub fn protocol(page: &str) -> Option<&str> {
+    page.lines()
+        .find_map(|l| l.trim().strip_prefix("Protocol  :"))
+        .map(str::trim)
+}
