@@ -268,7 +268,10 @@ fn sign(o: &Opts) -> Res<()> {
         println!("first_sig_ms={}", ms(*t));
     }
     if count > 1 {
-        println!("further_sig_median_ms={}", ms(median(&mut times[1..].to_vec())));
+        println!(
+            "further_sig_median_ms={}",
+            ms(median(&mut times[1..].to_vec()))
+        );
     }
     println!("total_ms={}", ms(t_start.elapsed()));
     if log.is_some() {
@@ -307,9 +310,7 @@ fn readers_with_card() -> Res<Vec<String>> {
     let mut out = vec![];
     for name in names {
         let mut states = [pcsc::ReaderState::new(name.clone(), pcsc::State::UNAWARE)];
-        if ctx
-            .get_status_change(Duration::ZERO, &mut states)
-            .is_ok()
+        if ctx.get_status_change(Duration::ZERO, &mut states).is_ok()
             && states[0].event_state().contains(pcsc::State::PRESENT)
         {
             out.push(name.to_string_lossy().into_owned());
@@ -343,7 +344,11 @@ fn wait(o: &Opts) -> Res<()> {
         if start.elapsed() >= timeout {
             return Err(format!(
                 "reader {reader:?}: card {} after {timeout:?}",
-                if want { "still absent" } else { "still present" }
+                if want {
+                    "still absent"
+                } else {
+                    "still present"
+                }
             ));
         }
         std::thread::sleep(Duration::from_millis(50));
