@@ -223,6 +223,7 @@ run_flow() { # latency module flow run
   t1=$EPOCHREALTIME
   local n
   n=$(apdus)
+  [ "$m" = ours ] && cp "$LOG" "$WORK/trace.$flow" # this module's APDU sequence, for the report
   local what="$m $flow (latency $lat ms, run $run)"
   case $flow in
     wrong-pin)
@@ -338,6 +339,27 @@ TARGET[sign-auth]=12
 TARGET[sign-sign]=14
 TARGET[sign-many]=$((12 + 4 * (NSIG - 1)))
 
+# One line of APDU names per log: SELECT JPKI, READ 8A ×3, VERIFY? 98 (empty VERIFY: tries
+# left), VERIFY 98 (with a PIN), SIGN, SELECT ISD (drops the verified state), …; status words
+# other than 9000 in brackets (an empty VERIFY answers 63Cx: not shown).
+decode() {
+  awk '!/^#/ && NF {
+    c = $1; sw = $NF; n = "?"
+    if (c ~ /^00A4040C0AD392F000260100000001$/) n = "SELECT JPKI"
+    else if (c ~ /^00A4040C07A0000001510000$/) n = "SELECT ISD"
+    else if (c ~ /^00A404/) n = "SELECT AID " substr(c, 11)
+    else if (c ~ /^00A402/) n = "SELECT EF " substr(c, 11, 4)
+    else if (c ~ /^00B0/) n = "READ " substr(c, 5, 2)
+    else if (c ~ /^0020/) { n = (length(c) == 8 ? "VERIFY? " : "VERIFY ") substr(c, 7, 2); if (length(c) == 8) sw = "9000" }
+    else if (c ~ /^802A/) n = "SIGN"
+    else if (c ~ /^0084/) n = "GET CHALLENGE"
+    else n = substr(c, 1, 8)
+    if (sw != "9000" && length(sw) == 4) n = n " [" sw "]"
+    if (n == prev) k++; else { if (prev != "") out = out (out == "" ? "" : ", ") prev (k > 1 ? " ×" k : ""); prev = n; k = 1 }
+  }
+  END { if (prev != "") out = out (out == "" ? "" : ", ") prev (k > 1 ? " ×" k : ""); print out }' "$1"
+}
+
 REPORT=$WORK/report.md
 {
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) with \`bench/run.sh\` (module commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ', with local changes'))."
@@ -383,6 +405,19 @@ REPORT=$WORK/report.md
     a=$(many "$lat" ours further_sig_median_ms)
     b=$(many "$lat" opensc further_sig_median_ms)
     echo "| ms per further signature at $lat ms (median) | $a | $b |"
+  done
+  echo
+  echo "### This module's APDUs per flow (last run at ${LATENCIES%% *} ms)"
+  echo
+  echo "\`READ 8A\`: READ BINARY with P1 (here a short EF identifier); \`VERIFY? 98\`: an empty VERIFY"
+  echo "(tries left, costs no try); \`VERIFY 98\`: with the PIN; \`SELECT ISD\`: selecting another"
+  echo "application, which drops the card's verified state."
+  echo
+  echo "| flow | APDUs | sequence |"
+  echo "|---|--:|---|"
+  for flow in $FLOWS; do
+    [ -f "$WORK/trace.$flow" ] || continue
+    echo "| $flow | $(grep -cv '^#' "$WORK/trace.$flow") | $(decode "$WORK/trace.$flow") |"
   done
   echo
   echo "### Host-side cost"
