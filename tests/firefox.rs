@@ -47,12 +47,13 @@ user_pref("app.update.disabledForTesting", true);
 user_pref("marionette.port", 0);
 "#;
 
-/// Run in Firefox's chrome context: logs in to the token in the PKCS#11 slot named `arguments[1]`
-/// with the PIN `arguments[0]`, through Firefox's own NSS (js-ctypes; Firefox 153 has no
-/// scriptable login any more). The slot is found by its name, which holds the reader's, so another
-/// card in another reader is never the one logged in to.
-const LOGIN_JS: &str = r#"
-const [pin, slotName] = arguments;
+/// Run in Firefox's chrome context, through Firefox's own NSS (js-ctypes; Firefox 153 has no
+/// scriptable login any more): if `arguments[1]` is a PIN, logs in to the token in the PKCS#11
+/// slot named `arguments[0]`; then returns the token's state, `present=1 loggedIn=1`. The slot
+/// is found by its name, which holds the reader's, so another card in another reader is never
+/// the one used.
+const SLOT_JS: &str = r#"
+const [slotName, pin] = arguments;
 const { ctypes } = ChromeUtils.importESModule("resource://gre/modules/ctypes.sys.mjs");
 const dir = Services.dirsvc.get("GreD", Ci.nsIFile).path;
 const lib = ctypes.open(dir + "/" + ctypes.libraryName("nss3"));
@@ -68,16 +69,21 @@ try {
   const freeElem = lib.declare("PK11_FreeSlotListElement", abi, ctypes.int, vp, Elem.ptr);
   const check = lib.declare("PK11_CheckUserPassword", abi, ctypes.int, vp, ctypes.char.ptr);
   const loggedIn = lib.declare("PK11_IsLoggedIn", abi, ctypes.int, vp, vp);
+  const present = lib.declare("PK11_IsPresent", abi, ctypes.int, vp);
   const list = findSlots(null, slotName, null, 1);
   if (list.isNull()) return "no slot named " + slotName;
   const e = first(list);
   if (e.isNull()) { freeList(list); return "no slot named " + slotName; }
   const slot = e.contents.slot;
-  const rv = check(slot, pin);
-  const ok = rv == 0 && loggedIn(slot, vp(0)) == 1;
+  let result = "";
+  if (pin) {
+    const rv = check(slot, pin);
+    if (rv != 0) result = "login failed: " + rv + " ";
+  }
+  result += "present=" + present(slot) + " loggedIn=" + loggedIn(slot, vp(0));
   freeElem(list, e);
   freeList(list);
-  return ok ? "logged in" : "login failed: " + rv;
+  return result;
 } finally {
   lib.close();
 }
@@ -332,17 +338,27 @@ fn firefox_authenticates_with_the_card_over_tls13_and_tls12() {
     let (ff, mut m) = Firefox::start(&profile, home.path());
     // The module and the trusted test CA are in the profile, as modutil/certutil put them.
     m.ok("Marionette:SetContext", r#"{"value":"chrome"}"#);
-    let slot = format!("{} (Authentication)", card.reader);
-    let login = m.script(LOGIN_JS, &["1234", &slot]);
-    assert_eq!(login, "logged in", "Firefox's NSS, token in slot {slot:?}");
+    let auth_slot = format!("{} (Authentication)", card.reader);
+    let sign_slot = format!("{} (Signature)", card.reader);
+    let state = m.script(SLOT_JS, &[&auth_slot, "1234"]);
+    assert_eq!(state, "present=1 loggedIn=1", "login, slot {auth_slot:?}");
+    // The signature token is loaded too, and stays logged out.
+    let state = m.script(SLOT_JS, &[&sign_slot, ""]);
+    assert_eq!(state, "present=1 loggedIn=0", "slot {sign_slot:?}");
     m.ok("Marionette:SetContext", r#"{"value":"content"}"#);
 
     for (server, v) in [(&server13, Tls::V13), (&server12, Tls::V12)] {
         let page = load(&mut m, &server.url(), server);
         check_server_page(&page, v, &card, &format!("Firefox {}", v.name()));
     }
-    // No dialog was left open (a pending one fails any command with "unexpected alert open").
-    assert_eq!(m.script("return 'no dialog'", &[]), "no dialog");
+    // No dialog was left open (a pending one fails any command with "unexpected alert open"),
+    // and the signature token is still logged out.
+    m.ok("Marionette:SetContext", r#"{"value":"chrome"}"#);
+    let state = m.script(SLOT_JS, &[&sign_slot, ""]);
+    assert_eq!(
+        state, "present=1 loggedIn=0",
+        "slot {sign_slot:?} after the pages"
+    );
     ff.quit(&mut m);
 
     check_signature_key_untouched(&card, "Firefox");
