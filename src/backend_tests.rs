@@ -878,3 +878,186 @@ fn apdu_counts_of_the_main_flows() {
     let reads = (auth_len - 255).div_ceil(256) + ca_len.div_ceil(256);
     assert_eq!(objects.len(), 2 + reads, "{objects:?}");
 }
+
+/// Sets the module's configuration for one test; back to the files when dropped.
+struct ConfigGuard;
+
+impl ConfigGuard {
+    fn set(cfg: crate::config::Config) -> ConfigGuard {
+        crate::config::set_override(Some(cfg));
+        ConfigGuard
+    }
+}
+
+impl Drop for ConfigGuard {
+    fn drop(&mut self) {
+        crate::config::set_override(None);
+    }
+}
+
+fn with_pinentry(name: &str, answer: &str) -> (ConfigGuard, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("jpki-bt-pe-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let prog = crate::pinentry::tests::scripted(&dir, answer);
+    let guard = ConfigGuard::set(crate::config::Config {
+        pinentry: Some(prog),
+        ..Default::default()
+    });
+    (guard, dir)
+}
+
+#[test]
+fn null_pin_without_pinentry_is_refused() {
+    let f = Fixture::new();
+    let _c = ConfigGuard::set(Default::default());
+    let a = f.session(AUTH_SLOT);
+    assert_eq!(
+        api::get_token_info(AUTH_SLOT).unwrap().flags & CKF_PROTECTED_AUTHENTICATION_PATH,
+        0
+    );
+    assert_eq!(api::login(a, CKU_USER, None), Err(CkError::ArgumentsBad));
+    assert_eq!(f.verifies_sent(), 0);
+}
+
+#[test]
+fn pinentry_login_shows_tries_and_verifies_once() {
+    let f = Fixture::new();
+    let (_c, dir) = with_pinentry("ok", "D 1234\\nOK");
+    let a = f.session(AUTH_SLOT);
+    for slot in [AUTH_SLOT, SIGN_SLOT] {
+        let flags = api::get_token_info(slot).unwrap().flags;
+        assert_ne!(flags & CKF_PROTECTED_AUTHENTICATION_PATH, 0, "slot {slot}");
+    }
+    // One wrong typed PIN first: the prompt must then say 2 tries left.
+    assert_eq!(
+        api::login(a, CKU_USER, Some(b"0000")),
+        Err(CkError::PinIncorrect)
+    );
+    f.clear_log();
+    api::login(a, CKU_USER, None).unwrap();
+    assert_eq!(f.verifies_sent(), 1, "exactly one VERIFY: {:?}", f.log());
+    assert_eq!(f.card.lock().tries_left().0, 3);
+    let log = std::fs::read_to_string(dir.join("log")).unwrap();
+    assert!(
+        log.contains("SETDESC My Number Card: enter the user authentication PIN"),
+        "{log}"
+    );
+    assert!(log.contains("Tries left: 2 of 3."), "{log}");
+    assert!(log.contains("SETPROMPT PIN:"), "{log}");
+    assert!(
+        !log.contains("1234"),
+        "the PIN is not in what the module sent: {log}"
+    );
+    // Logged in: the private key is visible.
+    private_key(a);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn pinentry_answers_are_checked_like_typed_pins() {
+    let f = Fixture::new();
+    let a = f.session(AUTH_SLOT);
+    f.clear_log();
+    {
+        let (_c, _) = with_pinentry("cancel", "ERR 83886179 Operation cancelled");
+        assert_eq!(
+            api::login(a, CKU_USER, None),
+            Err(CkError::FunctionCanceled)
+        );
+    }
+    {
+        let (_c, _) = with_pinentry("short", "D 123\\nOK");
+        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::PinLenRange));
+    }
+    {
+        let (_c, _) = with_pinentry("empty", "OK");
+        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::PinLenRange));
+    }
+    {
+        let _c = ConfigGuard::set(crate::config::Config {
+            pinentry: Some("/nonexistent/pinentry".into()),
+            ..Default::default()
+        });
+        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::FunctionFailed));
+    }
+    assert_eq!(f.verifies_sent(), 0, "nothing sent: {:?}", f.log());
+    {
+        let (_c, _) = with_pinentry("wrong", "D 9999\\nOK");
+        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::PinIncorrect));
+        assert_eq!(f.verifies_sent(), 1, "one VERIFY, never retried");
+        api::login(a, CKU_USER, None).unwrap_err();
+        api::login(a, CKU_USER, None).unwrap_err();
+        assert_eq!(f.card.lock().tries_left().0, 0);
+        let before = f.verifies_sent();
+        // Locked: refused before the pinentry is even started.
+        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::PinLocked));
+        assert_eq!(f.verifies_sent(), before);
+    }
+}
+
+#[test]
+fn pinentry_for_each_signature() {
+    let f = Fixture::new();
+    let (_c, dir) = with_pinentry("sign", "D jpkitest1\\nOK");
+    let sign_pub = public_key(f.card.lock().sign_cert());
+    let s = f.session(SIGN_SLOT);
+    api::login(s, CKU_USER, None).unwrap();
+    let key = private_key(s);
+    api::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    api::login(s, CKU_CONTEXT_SPECIFIC, None).unwrap();
+    let sig = api::sign(s, b"doc").unwrap();
+    sign_pub
+        .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(b"doc"), &sig)
+        .expect("signature verifies");
+    let log = std::fs::read_to_string(dir.join("log")).unwrap();
+    assert_eq!(log.matches("GETPIN").count(), 2, "{log}");
+    assert!(
+        log.contains("It is asked again for each signature."),
+        "{log}"
+    );
+    assert!(log.contains("Tries left: 5 of 5."), "{log}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn hidden_tokens_and_pss_switched_off() {
+    let f = Fixture::new();
+    let _c = ConfigGuard::set(crate::config::Config {
+        expose_sign: false,
+        pss: false,
+        ..Default::default()
+    });
+    assert_eq!(api::get_slot_list(true).unwrap(), vec![AUTH_SLOT]);
+    assert_eq!(
+        api::get_slot_list(false).unwrap(),
+        vec![AUTH_SLOT, SIGN_SLOT]
+    );
+    assert_eq!(
+        api::get_slot_info(SIGN_SLOT).unwrap().flags & CKF_TOKEN_PRESENT,
+        0
+    );
+    assert_eq!(
+        api::get_token_info(SIGN_SLOT).map(|_| ()),
+        Err(CkError::TokenNotPresent)
+    );
+    assert_eq!(
+        api::open_session(SIGN_SLOT, CKF_SERIAL_SESSION).map(|_| ()),
+        Err(CkError::TokenNotPresent)
+    );
+    let mechs = api::get_mechanism_list(AUTH_SLOT).unwrap();
+    assert!(mechs.contains(&CKM_SHA256_RSA_PKCS));
+    assert!(!mechs.contains(&CKM_RSA_PKCS_PSS) && !mechs.contains(&CKM_SHA256_RSA_PKCS_PSS));
+    assert_eq!(
+        api::get_mechanism_info(AUTH_SLOT, CKM_RSA_PKCS_PSS).map(|_| ()),
+        Err(CkError::MechanismInvalid)
+    );
+    let a = f.session(AUTH_SLOT);
+    api::login(a, CKU_USER, Some(b"1234")).unwrap();
+    let key = private_key(a);
+    assert_eq!(
+        api::sign_init(a, &pss(CKM_SHA256_RSA_PKCS_PSS), key),
+        Err(CkError::MechanismInvalid)
+    );
+    api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    api::sign(a, b"x").unwrap();
+}

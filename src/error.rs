@@ -40,6 +40,7 @@ ck_errors! {
     DeviceError = CKR_DEVICE_ERROR,
     DeviceMemory = CKR_DEVICE_MEMORY,
     DeviceRemoved = CKR_DEVICE_REMOVED,
+    FunctionCanceled = CKR_FUNCTION_CANCELED,
     FunctionFailed = CKR_FUNCTION_FAILED,
     FunctionNotParallel = CKR_FUNCTION_NOT_PARALLEL,
     FunctionNotSupported = CKR_FUNCTION_NOT_SUPPORTED,

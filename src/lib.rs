@@ -6,6 +6,7 @@
 //! - `state`: the one global module (slots, sessions, fork policy).
 //! - `token`: the PKCS#11 view of one card (objects, attributes, mechanisms, login).
 //! - `card`: the card protocol (APDUs, JPKI operations) over a transport.
+//! - `config`, `log`, `pinentry`: the configuration file, logging, PIN entry by the module.
 //! - `vcard`: the virtual My Number Card used by the tests and `jpki virtual-card`.
 
 #![deny(clippy::undocumented_unsafe_blocks, clippy::not_unsafe_ptr_arg_deref)]
@@ -14,9 +15,11 @@ pub mod api;
 #[cfg(test)]
 mod backend_tests;
 pub mod card;
+pub mod config;
 pub mod error;
 pub mod ffi;
 pub mod log;
+pub mod pinentry;
 pub mod state;
 pub mod token;
 pub mod vcard;

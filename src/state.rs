@@ -132,6 +132,8 @@ pub fn poison() {
 }
 
 pub fn initialize() -> CkResult<()> {
+    // [config] Loads the configuration file (once) and reports its problems in the log.
+    crate::log::init();
     let mut guard = MODULE.write();
     if let Some(m) = guard.as_ref() {
         if m.pid == std::process::id() {
@@ -233,7 +235,8 @@ fn with_slot_card<T>(
     let (reader, system, key) = reader_of_slot(slot)?;
     let mut r = reader.lock();
     refresh(&*system, &mut r);
-    if r.card.is_none() {
+    // [config] A token hidden by `tokens = [...]` is reported as absent.
+    if r.card.is_none() || !exposed(key) {
         return Err(CkError::TokenNotPresent);
     }
     f(&mut r, key)
@@ -308,9 +311,11 @@ pub fn get_slot_list(token_present: bool) -> CkResult<Vec<CK_SLOT_ID>> {
         } else {
             true
         };
-        if present {
-            slots.push(slot_id(i, KeyRef::Auth));
-            slots.push(slot_id(i, KeyRef::Sign));
+        // [config] With `token_present`, a token hidden by `tokens = [...]` is not listed.
+        for key in [KeyRef::Auth, KeyRef::Sign] {
+            if present && (!token_present || exposed(key)) {
+                slots.push(slot_id(i, key));
+            }
         }
     }
     Ok(slots)
@@ -343,7 +348,7 @@ pub fn get_slot_info(slot: CK_SLOT_ID) -> CkResult<CK_SLOT_INFO> {
         KeyRef::Sign => "Signature",
     };
     let mut flags = CKF_REMOVABLE_DEVICE | CKF_HW_SLOT;
-    if r.card.is_some() {
+    if r.card.is_some() && exposed(key) {
         flags |= CKF_TOKEN_PRESENT;
     }
     Ok(CK_SLOT_INFO {
@@ -392,7 +397,13 @@ pub fn get_token_info(slot: CK_SLOT_ID) -> CkResult<CK_TOKEN_INFO> {
             | CKF_LOGIN_REQUIRED
             | CKF_USER_PIN_INITIALIZED
             | CKF_TOKEN_INITIALIZED
-            | pin_flags(key, Some(tries));
+            | pin_flags(key, Some(tries))
+            // [config] With a pinentry configured, C_Login(NULL PIN) asks through it.
+            | if crate::config::get().pinentry.is_some() {
+                CKF_PROTECTED_AUTHENTICATION_PATH
+            } else {
+                0
+            };
         Ok(CK_TOKEN_INFO {
             label: padded(token_label(key)),
             manufacturerID: padded("J-LIS"),
@@ -420,8 +431,19 @@ fn mechanisms(c: &BoundCard) -> Vec<CK_MECHANISM_TYPE> {
     mechanism::ALL
         .iter()
         .copied()
-        .filter(|m| c.pss_ok || !mechanism::is_pss(*m))
+        .filter(|m| pss_enabled(c) || !mechanism::is_pss(*m))
         .collect()
+}
+
+/// Whether RSA-PSS is offered for this card: not refused by the card (`pss_ok`, automatic) and
+/// not switched off by the user (`pss = false` in the configuration file).
+fn pss_enabled(c: &BoundCard) -> bool {
+    c.pss_ok && crate::config::get().pss
+}
+
+/// [config] Whether the configuration shows `key`'s token (`tokens = [...]`).
+fn exposed(key: KeyRef) -> bool {
+    crate::config::get().exposes(key)
 }
 
 pub fn get_mechanism_list(slot: CK_SLOT_ID) -> CkResult<Vec<CK_MECHANISM_TYPE>> {
@@ -555,7 +577,16 @@ pub fn login(h: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: Option<&[u8]>) 
             CKU_SO => return Err(CkError::UserTypeInvalid),
             _ => return Err(CkError::UserTypeInvalid),
         }
-        let pin = pin.ok_or(CkError::ArgumentsBad)?;
+        // [pinentry] A NULL PIN asks through the configured pinentry program; the answer then
+        // goes through exactly the same format check and single VERIFY as a PIN passed in.
+        let asked;
+        let pin = match pin {
+            Some(p) => p,
+            None => {
+                asked = ask_pin(r, key, user_type)?;
+                asked.as_slice()
+            }
+        };
         let pin = checked_pin(key, pin)?;
         let c = card(r)?;
         if c.token(key).tries == Some(PinTries::Blocked) {
@@ -571,6 +602,63 @@ pub fn login(h: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: Option<&[u8]>) 
         }
         Ok(())
     })
+}
+
+/// [pinentry] Asks for `key`'s PIN through the configured pinentry, showing the tries left (read
+/// with the empty VERIFY, which costs no try). Without a pinentry, a NULL PIN is
+/// `CKR_ARGUMENTS_BAD`; a locked PIN is refused before anything is shown; a cancelled entry is
+/// `CKR_FUNCTION_CANCELED` (as OpenSC returns for a cancelled PIN pad); a pinentry that cannot
+/// run is `CKR_FUNCTION_FAILED` (and logged).
+fn ask_pin(r: &mut Reader, key: KeyRef, user_type: CK_USER_TYPE) -> CkResult<Zeroizing<Vec<u8>>> {
+    use crate::pinentry::{get_pin, PinentryError, Prompt};
+    let program = crate::config::get()
+        .pinentry
+        .clone()
+        .ok_or(CkError::ArgumentsBad)?;
+    let tries = match card(r)?.refresh_tries(key) {
+        Ok(PinTries::Left(n)) if n > 0 => n,
+        Ok(_) => return Err(CkError::PinLocked),
+        Err(e) => return Err(card_error(r, e, Context::Read)),
+    };
+    let (what, prompt) = match key {
+        KeyRef::Auth => (
+            "the user authentication PIN (利用者証明用電子証明書, 4 digits)",
+            "PIN:",
+        ),
+        KeyRef::Sign => (
+            "the digital signature password (署名用電子証明書, 6 to 16 letters and digits)",
+            "Password:",
+        ),
+    };
+    let purpose = if user_type == CKU_CONTEXT_SPECIFIC {
+        "\nIt is asked again for each signature."
+    } else {
+        ""
+    };
+    let description = format!(
+        "My Number Card: enter {what}.{purpose}\nTries left: {tries} of {}.",
+        key.max_tries()
+    );
+    let error = (tries == 1).then_some(
+        "Last try: a wrong entry locks the key (only a municipal office can unlock it).",
+    );
+    let p = Prompt {
+        title: "JPKI My Number Card",
+        description: &description,
+        prompt,
+        error,
+    };
+    match get_pin(&program, &p) {
+        Ok(pin) => Ok(pin),
+        Err(PinentryError::Cancelled) => {
+            crate::log::info(format_args!("PIN entry cancelled"));
+            Err(CkError::FunctionCanceled)
+        }
+        Err(PinentryError::Failed(msg)) => {
+            crate::log::warn(format_args!("pinentry {}: {msg}", program.display()));
+            Err(CkError::FunctionFailed)
+        }
+    }
 }
 
 pub fn logout(h: CK_SESSION_HANDLE) -> CkResult<()> {
@@ -730,7 +818,7 @@ pub fn sign_init(
         }
         let mech = mechanism::parse(m)?;
         op_key(e, r, key_handle, Obj::PrivateKey)?;
-        if mech.is_pss() && !card(r)?.pss_ok {
+        if mech.is_pss() && !pss_enabled(card(r)?) {
             return Err(CkError::MechanismInvalid);
         }
         let cert = load_cert(r, e.key, Source::Own)?;

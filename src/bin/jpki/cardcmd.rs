@@ -1,0 +1,480 @@
+//! `jpki status`, `jpki cert export`, `jpki pin change`: the card through the project's card
+//! layer (PC/SC, `BoundCard`, which never leaves the card unlocked).
+
+use crate::util::{exit, json_str, pem, read_secret, Fail, PinReader, PinSource};
+use crate::Args;
+use jpki_pkcs11::card::jpki::{self, normalize_pin, KeyRef, PinFormat, PinTries};
+use jpki_pkcs11::card::pcsc::PcscSystem;
+use jpki_pkcs11::card::CardSystem;
+use jpki_pkcs11::error::Error;
+use jpki_pkcs11::token::BoundCard;
+use std::io::Write;
+use std::path::PathBuf;
+use x509_cert::der::Decode;
+use zeroize::Zeroizing;
+
+const LOCKED_HINT: &str = "only a municipal office (市区町村の窓口) can unlock it";
+
+fn key_name(key: KeyRef) -> &'static str {
+    match key {
+        KeyRef::Auth => "user authentication PIN",
+        KeyRef::Sign => "digital signature password",
+    }
+}
+
+/// The readers, or why there are none.
+fn readers(sys: &PcscSystem) -> Result<Vec<String>, Fail> {
+    match pcsc::Context::establish(pcsc::Scope::User) {
+        Err(pcsc::Error::NoService) | Err(pcsc::Error::ServiceStopped) => {
+            return Err(Fail::new(
+                exit::NO_READER,
+                "the PC/SC service (pcscd) is not running: start it with \
+                 `sudo systemctl start pcscd.socket` (see docs/troubleshooting.md)",
+            ))
+        }
+        Err(e) => {
+            return Err(Fail::new(
+                exit::NO_READER,
+                format!("cannot talk to the PC/SC service: {e}"),
+            ))
+        }
+        Ok(_) => {}
+    }
+    let names = sys.list_readers();
+    if names.is_empty() {
+        return Err(Fail::new(
+            exit::NO_READER,
+            "no smart-card reader found: plug in a reader (USB contact reader, or an NFC reader \
+             for the contactless interface)",
+        ));
+    }
+    Ok(names)
+}
+
+/// What one reader holds.
+enum Slot {
+    NoCard,
+    NotJpki,
+    Card(Box<BoundCard>),
+    Error(String),
+}
+
+fn open(sys: &PcscSystem, reader: &str) -> Slot {
+    if !sys.reader_status(reader).present {
+        return Slot::NoCard;
+    }
+    match sys.connect(reader).and_then(BoundCard::bind) {
+        Ok(c) => Slot::Card(Box::new(c)),
+        Err(Error::NotJpki) => Slot::NotJpki,
+        Err(Error::NoCard | Error::CardRemoved) => Slot::NoCard,
+        Err(e) => Slot::Error(e.to_string()),
+    }
+}
+
+/// The card to work on: the reader named `want`, else the first reader holding a My Number Card.
+fn pick_card(sys: &PcscSystem, want: Option<&str>) -> Result<(String, BoundCard), Fail> {
+    let names = readers(sys)?;
+    if let Some(w) = want {
+        if !names.iter().any(|n| n == w) {
+            return Err(Fail::new(
+                exit::NO_READER,
+                format!("no reader named {w:?}; readers: {}", names.join(", ")),
+            ));
+        }
+        return match open(sys, w) {
+            Slot::Card(c) => Ok((w.to_string(), *c)),
+            Slot::NoCard => Err(Fail::new(exit::NO_CARD, format!("no card in reader {w:?}"))),
+            Slot::NotJpki => Err(Fail::new(
+                exit::NOT_JPKI,
+                format!("the card in reader {w:?} is not a My Number Card (no JPKI application)"),
+            )),
+            Slot::Error(e) => Err(Fail::new(exit::FAILURE, format!("reader {w:?}: {e}"))),
+        };
+    }
+    let mut worst = Fail::new(
+        exit::NO_CARD,
+        "no card in any reader: insert your My Number Card",
+    );
+    for n in &names {
+        match open(sys, n) {
+            Slot::Card(c) => return Ok((n.clone(), *c)),
+            Slot::NotJpki => {
+                worst = Fail::new(
+                    exit::NOT_JPKI,
+                    format!("the card in reader {n:?} is not a My Number Card"),
+                )
+            }
+            Slot::Error(e) if worst.code == exit::NO_CARD => {
+                worst = Fail::new(exit::FAILURE, format!("reader {n:?}: {e}"))
+            }
+            _ => {}
+        }
+    }
+    Err(worst)
+}
+
+fn card_fail(e: Error) -> Fail {
+    match e {
+        Error::NoCard | Error::CardRemoved => Fail::new(exit::NO_CARD, "the card was removed"),
+        Error::NoService => Fail::new(exit::NO_READER, "the PC/SC service went away"),
+        e => Fail::new(exit::FAILURE, format!("card error: {e}")),
+    }
+}
+
+/// Reads the tries left (the empty VERIFY uses no try); fails if the PIN is locked.
+fn tries_or_locked(card: &mut BoundCard, key: KeyRef) -> Result<u8, Fail> {
+    match card.refresh_tries(key).map_err(card_fail)? {
+        PinTries::Left(n) if n > 0 => Ok(n),
+        _ => Err(Fail::new(
+            exit::PIN_LOCKED,
+            format!("the {} is locked: {LOCKED_HINT}", key_name(key)),
+        )),
+    }
+}
+
+/// The result of presenting a PIN, as a failure with the tries left.
+fn pin_fail(card: &BoundCard, key: KeyRef, e: Error) -> Fail {
+    match (&e, card.token(key).tries) {
+        (Error::Status(_), Some(PinTries::Blocked | PinTries::Left(0))) => Fail::new(
+            exit::PIN_LOCKED,
+            format!("wrong {}: it is now locked; {LOCKED_HINT}", key_name(key)),
+        ),
+        (Error::Status(sw), Some(PinTries::Left(n))) if sw & 0xFFF0 == 0x63C0 => Fail::new(
+            exit::WRONG_PIN,
+            format!(
+                "wrong {}: {n} of {} tries left",
+                key_name(key),
+                key.max_tries()
+            ),
+        ),
+        _ => card_fail(e),
+    }
+}
+
+/// Checks a PIN's format (nothing is sent for a malformed one).
+fn checked(key: KeyRef, pin: &[u8], which: &str) -> Result<Zeroizing<Vec<u8>>, Fail> {
+    normalize_pin(key, pin).map(Zeroizing::new).map_err(|f| {
+        let rule = match key {
+            KeyRef::Auth => "exactly 4 digits",
+            KeyRef::Sign => "6 to 16 letters A-Z and digits",
+        };
+        let why = match f {
+            PinFormat::Length => "has the wrong length",
+            PinFormat::Characters => "has a character the card does not accept",
+        };
+        Fail::new(
+            exit::BAD_PIN,
+            format!(
+                "the {which} {why} (the {} is {rule}); nothing was sent to the card",
+                key_name(key)
+            ),
+        )
+    })
+}
+
+fn parse_key(s: &str) -> Option<KeyRef> {
+    match s {
+        "auth" => Some(KeyRef::Auth),
+        "sign" => Some(KeyRef::Sign),
+        _ => None,
+    }
+}
+
+/// Card type from the token-info EF `0006` (free to read).
+fn token_type(card: &mut BoundCard) -> (String, &'static str) {
+    let raw = card
+        .run(|x| {
+            jpki::select_ef(x, 0x0006)?;
+            jpki::read_binary(x, 0, 32)
+        })
+        .unwrap_or_default();
+    let id = String::from_utf8_lossy(&raw)
+        .trim_end_matches([' ', '\0'])
+        .to_string();
+    let kind = match id.as_str() {
+        "JPKIAPICCTOKEN2" => "My Number Card",
+        "JPKIAPICCTOKEN" => "Juki card (住基カード)",
+        "JPKIAPGPSETOKEN" => "Android smartphone",
+        "JPKIAPIOSTOKEN" => "iPhone",
+        _ => "unknown JPKI token",
+    };
+    (id, kind)
+}
+
+/// Subject (RFC 4514) and expiry (UTC) of a certificate.
+fn describe(der: &[u8]) -> (String, String) {
+    match x509_cert::Certificate::from_der(der) {
+        Ok(c) => {
+            let t = c.tbs_certificate.validity.not_after.to_date_time();
+            (
+                c.tbs_certificate.subject.to_string(),
+                format!(
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                    t.year(),
+                    t.month(),
+                    t.day(),
+                    t.hour(),
+                    t.minutes(),
+                    t.seconds()
+                ),
+            )
+        }
+        Err(_) => ("(unparsable certificate)".into(), String::new()),
+    }
+}
+
+fn tries_text(t: Result<PinTries, Error>, key: KeyRef) -> (String, String) {
+    match t {
+        Ok(PinTries::Left(n)) if n > 0 => (
+            format!("{n} of {} tries left", key.max_tries()),
+            format!(
+                "{{\"tries_left\":{n},\"max_tries\":{},\"locked\":false}}",
+                key.max_tries()
+            ),
+        ),
+        Ok(_) => (
+            format!("LOCKED ({LOCKED_HINT})"),
+            format!(
+                "{{\"tries_left\":0,\"max_tries\":{},\"locked\":true}}",
+                key.max_tries()
+            ),
+        ),
+        Err(e) => (format!("unknown ({e})"), "null".into()),
+    }
+}
+
+/// `jpki status [--reader NAME] [--json] [--password | --password-file FILE]`
+pub fn status(mut args: Args) -> Result<u8, Fail> {
+    let (mut reader, mut json, mut password, mut pw_file) = (None, false, false, None);
+    while let Some((name, inline)) = args.next_option()? {
+        match name.as_str() {
+            "--reader" => reader = Some(args.string(&name, inline)?),
+            "--json" => json = true,
+            "--password" if inline.is_none() => password = true,
+            "--password" => return Err(Fail::usage(
+                "--password takes no value: the password is read from the terminal or --password-file",
+            )),
+            "--password-file" => pw_file = Some(PathBuf::from(args.value(&name, inline)?)),
+            _ => return Err(Fail::usage(format!("status: unknown option {name}"))),
+        }
+    }
+    let want_sign = password || pw_file.is_some();
+    let sys = PcscSystem::new();
+    let names = match readers(&sys) {
+        Ok(n) => n,
+        Err(f) if json => {
+            println!(
+                "{{\"error\":{},\"exit_code\":{},\"readers\":[]}}",
+                json_str(&f.msg),
+                f.code
+            );
+            return Ok(f.code);
+        }
+        Err(f) => return Err(f),
+    };
+    let names: Vec<String> = match &reader {
+        Some(r) if !names.contains(r) => {
+            return Err(Fail::new(
+                exit::NO_READER,
+                format!("no reader named {r:?}; readers: {}", names.join(", ")),
+            ))
+        }
+        Some(r) => vec![r.clone()],
+        None => names,
+    };
+    let mut human = String::new();
+    let mut items = Vec::new();
+    let mut code = exit::NO_CARD;
+    let mut sign_done = false;
+    for n in &names {
+        human.push_str(&format!("Reader: {n}\n"));
+        let mut obj = format!("{{\"name\":{}", json_str(n));
+        match open(&sys, n) {
+            Slot::NoCard => {
+                human.push_str("  No card\n");
+                obj.push_str(",\"card\":\"none\"");
+            }
+            Slot::NotJpki => {
+                human.push_str("  Card: not a My Number Card\n");
+                obj.push_str(",\"card\":\"not-jpki\"");
+                if code == exit::NO_CARD {
+                    code = exit::NOT_JPKI;
+                }
+            }
+            Slot::Error(e) => {
+                human.push_str(&format!("  Error: {e}\n"));
+                obj.push_str(&format!(",\"card\":\"error\",\"error\":{}", json_str(&e)));
+            }
+            Slot::Card(mut card) => {
+                code = 0;
+                let (id, kind) = token_type(&mut card);
+                human.push_str(&format!("  Card: {kind} ({id})\n"));
+                obj.push_str(&format!(
+                    ",\"card\":\"jpki\",\"token\":{},\"token_type\":{}",
+                    json_str(&id),
+                    json_str(kind)
+                ));
+                for (key, label, jname) in [
+                    (KeyRef::Auth, "User authentication PIN", "auth_pin"),
+                    (KeyRef::Sign, "Digital signature password", "sign_pin"),
+                ] {
+                    let (h, j) = tries_text(card.refresh_tries(key), key);
+                    human.push_str(&format!("  {label}: {h}\n"));
+                    obj.push_str(&format!(",\"{jname}\":{j}"));
+                }
+                match card.cert(KeyRef::Auth, None) {
+                    Ok(c) => {
+                        let (subject, until) = describe(&c.der);
+                        human.push_str(&format!(
+                            "  Authentication certificate: {subject}\n    valid until {until}\n"
+                        ));
+                        obj.push_str(&format!(
+                            ",\"auth_cert\":{{\"subject\":{},\"not_after\":{}}}",
+                            json_str(&subject),
+                            json_str(&until)
+                        ));
+                    }
+                    Err(e) => human.push_str(&format!("  Authentication certificate: {e}\n")),
+                }
+                if want_sign && !sign_done {
+                    // Personal data: only with the signature password, for the first card only.
+                    sign_done = true;
+                    let tries = tries_or_locked(&mut card, KeyRef::Sign)?;
+                    eprintln!("Digital signature password: {tries} of 5 tries left");
+                    let pw = read_secret(pw_file.as_deref(), "Digital signature password: ")?;
+                    let pw = checked(KeyRef::Sign, &pw, "password")?;
+                    let c = card
+                        .cert(KeyRef::Sign, Some(&pw))
+                        .map_err(|e| pin_fail(&card, KeyRef::Sign, e))?;
+                    let (subject, until) = describe(&c.der);
+                    human.push_str(&format!(
+                        "  Signature certificate: {subject}\n    valid until {until}\n"
+                    ));
+                    obj.push_str(&format!(
+                        ",\"sign_cert\":{{\"subject\":{},\"not_after\":{}}}",
+                        json_str(&subject),
+                        json_str(&until)
+                    ));
+                }
+                card.disconnect();
+            }
+        }
+        obj.push('}');
+        items.push(obj);
+    }
+    if json {
+        println!("{{\"readers\":[{}]}}", items.join(","));
+    } else {
+        print!("{human}");
+    }
+    Ok(code)
+}
+
+/// `jpki cert export auth|auth-ca|sign|sign-ca [--der|--pem] [--out FILE] [--reader NAME]
+/// [--password-file FILE]`
+pub fn cert_export(mut args: Args) -> Result<u8, Fail> {
+    let which = args.positional("cert export: which certificate (auth, auth-ca, sign, sign-ca)")?;
+    let (mut reader, mut der, mut out, mut pw_file) = (None, false, None, None);
+    while let Some((name, inline)) = args.next_option()? {
+        match name.as_str() {
+            "--reader" => reader = Some(args.string(&name, inline)?),
+            "--der" => der = true,
+            "--pem" => der = false,
+            "--out" | "-o" => out = Some(PathBuf::from(args.value(&name, inline)?)),
+            "--password-file" => pw_file = Some(PathBuf::from(args.value(&name, inline)?)),
+            _ => return Err(Fail::usage(format!("cert export: unknown option {name}"))),
+        }
+    }
+    if !matches!(which.as_str(), "auth" | "auth-ca" | "sign" | "sign-ca") {
+        return Err(Fail::usage(format!(
+            "cert export: unknown certificate {which:?} (auth, auth-ca, sign, sign-ca)"
+        )));
+    }
+    let sys = PcscSystem::new();
+    let (_, mut card) = pick_card(&sys, reader.as_deref())?;
+    let cert = match which.as_str() {
+        "auth" => card.cert(KeyRef::Auth, None).map_err(card_fail),
+        "auth-ca" => card.ca_cert(KeyRef::Auth).map_err(card_fail),
+        "sign-ca" => card.ca_cert(KeyRef::Sign).map_err(card_fail),
+        _ => (|| {
+            let tries = tries_or_locked(&mut card, KeyRef::Sign)?;
+            eprintln!("Digital signature password: {tries} of 5 tries left");
+            let pw = read_secret(pw_file.as_deref(), "Digital signature password: ")?;
+            let pw = checked(KeyRef::Sign, &pw, "password")?;
+            card.cert(KeyRef::Sign, Some(&pw))
+                .map_err(|e| pin_fail(&card, KeyRef::Sign, e))
+        })(),
+    };
+    let cert = match cert {
+        Ok(c) => c,
+        Err(f) => {
+            card.disconnect();
+            return Err(f);
+        }
+    };
+    let bytes = if der {
+        cert.der.clone()
+    } else {
+        pem(&cert.der).into_bytes()
+    };
+    drop(cert);
+    card.disconnect();
+    let res = match &out {
+        Some(p) => std::fs::write(p, &bytes).map_err(|e| format!("{}: {e}", p.display())),
+        None => std::io::stdout()
+            .write_all(&bytes)
+            .and_then(|()| std::io::stdout().flush())
+            .map_err(|e| format!("standard output: {e}")),
+    };
+    res.map_err(|m| Fail::new(exit::FAILURE, m))?;
+    Ok(0)
+}
+
+/// `jpki pin change auth|sign [--reader NAME] [--pin-file FILE | --stdin]`
+pub fn pin_change(mut args: Args) -> Result<u8, Fail> {
+    let which = args.positional("pin change: which PIN (auth or sign)")?;
+    let key = parse_key(&which)
+        .ok_or_else(|| Fail::usage(format!("pin change: {which:?} is not auth or sign")))?;
+    let (mut reader, mut src) = (None, PinSource::Prompt);
+    while let Some((name, inline)) = args.next_option()? {
+        match name.as_str() {
+            "--reader" => reader = Some(args.string(&name, inline)?),
+            "--pin-file" => src = PinSource::File(PathBuf::from(args.value(&name, inline)?)),
+            "--stdin" => src = PinSource::Stdin,
+            _ => return Err(Fail::usage(format!("pin change: unknown option {name}"))),
+        }
+    }
+    let sys = PcscSystem::new();
+    let (rname, mut card) = pick_card(&sys, reader.as_deref())?;
+    let res = (|| {
+        let tries = tries_or_locked(&mut card, key)?;
+        let what = match key {
+            KeyRef::Auth => "PIN",
+            KeyRef::Sign => "password",
+        };
+        eprintln!(
+            "Reader {rname}: {}: {tries} of {} tries left",
+            key_name(key),
+            key.max_tries()
+        );
+        let mut pins = PinReader::new(&src)?;
+        let old = pins.read(&format!("Current {what}: "))?;
+        let old = checked(key, &old, &format!("current {what}"))?;
+        let new = pins.read(&format!("New {what}: "))?;
+        let new = checked(key, &new, &format!("new {what}"))?;
+        let again = pins.read(&format!("New {what} again: "))?;
+        let again = normalize_pin(key, &again).map(Zeroizing::new).ok();
+        if again.as_deref() != Some(&new) {
+            return Err(Fail::new(
+                exit::BAD_PIN,
+                format!("the two new {what}s differ; nothing was sent to the card"),
+            ));
+        }
+        card.change_pin(key, &old, &new)
+            .map_err(|e| pin_fail(&card, key, e))?;
+        eprintln!("The {} was changed.", key_name(key));
+        Ok(0)
+    })();
+    card.disconnect();
+    res
+}

@@ -1,0 +1,415 @@
+//! The `jpki` command against the virtual My Number Card behind pcscd: `status`, `cert export`,
+//! `pin change`, and its messages and exit codes for the usual problems.
+
+mod common;
+
+use common::VCard;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use x509_cert::der::Decode;
+
+const AUTH: &str = "JPKI User Authentication";
+
+/// Runs `jpki` (with `stdin` as its standard input); returns (exit code, stdout, stderr).
+fn jpki_in(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> (i32, Vec<u8>, String) {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("60")
+        .arg(env!("CARGO_BIN_EXE_jpki"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run jpki");
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    let out: Output = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn jpki(args: &[&str]) -> (i32, String, String) {
+    let (code, out, err) = jpki_in(args, b"", &[]);
+    (code, String::from_utf8_lossy(&out).into_owned(), err)
+}
+
+fn module() -> PathBuf {
+    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("libjpki_pkcs11.so")
+}
+
+/// Whether the module accepts `pin` for the token `label` (pkcs11-tool --login).
+fn module_login_ok(label: &str, pin: &str) -> (bool, String) {
+    let out = Command::new("timeout")
+        .args(["60", "pkcs11-tool", "--module"])
+        .arg(module())
+        .args(["--token-label", label, "--login", "--pin", pin, "-O"])
+        .output()
+        .expect("pkcs11-tool");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn subject(der: &[u8]) -> String {
+    x509_cert::Certificate::from_der(der)
+        .unwrap()
+        .tbs_certificate
+        .subject
+        .to_string()
+}
+
+/// VERIFY commands that carried a PIN, and CHANGE REFERENCE DATA commands, in the APDU log.
+fn pin_apdus(card: &VCard) -> Vec<String> {
+    card.log()
+        .into_iter()
+        .filter(|l| (l.starts_with("0020") && l.contains('*')) || l.starts_with("0024"))
+        .collect()
+}
+
+fn write_file(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn status_shows_tries_without_personal_data() {
+    let _g = common::lock();
+    let card = VCard::start();
+    let r = card.reader.as_str();
+    card.clear_log();
+    let (code, out, err) = jpki(&["status", "--reader", r]);
+    assert_eq!(code, 0, "step: jpki status\n{out}{err}");
+    for want in [
+        format!("Reader: {r}"),
+        "Card: My Number Card (JPKIAPICCTOKEN2)".into(),
+        "User authentication PIN: 3 of 3 tries left".into(),
+        "Digital signature password: 5 of 5 tries left".into(),
+        format!(
+            "Authentication certificate: {}",
+            subject(&card.cert("auth"))
+        ),
+        "valid until 20".into(),
+    ] {
+        assert!(out.contains(&want), "step: status shows {want:?}:\n{out}");
+    }
+    let sign_subject = subject(&card.cert("sign"));
+    assert!(
+        !out.contains(&sign_subject),
+        "step: no personal data:\n{out}"
+    );
+    assert!(
+        pin_apdus(&card).is_empty(),
+        "step: no PIN sent: {:?}",
+        card.log()
+    );
+    assert_eq!(
+        card.tries_left(),
+        (3, 5),
+        "step: reading the tries used none"
+    );
+
+    let (code, out, err) = jpki(&["status", "--reader", r, "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for want in [
+        "\"card\":\"jpki\"",
+        "\"token\":\"JPKIAPICCTOKEN2\"",
+        "\"auth_pin\":{\"tries_left\":3,\"max_tries\":3,\"locked\":false}",
+        "\"sign_pin\":{\"tries_left\":5,\"max_tries\":5,\"locked\":false}",
+        "\"auth_cert\":{\"subject\":",
+    ] {
+        assert!(out.contains(want), "step: --json has {want}:\n{out}");
+    }
+    assert!(!out.contains("sign_cert"), "{out}");
+
+    // With the signature password: the signature certificate's subject too.
+    let pw = write_file(&card.state_dir, "pw.txt", "jpkitest1\n");
+    let (code, out, err) = jpki(&["status", "--reader", r, "--password-file", &pw]);
+    assert_eq!(code, 0, "step: status --password-file\n{out}{err}");
+    assert!(
+        out.contains(&format!("Signature certificate: {sign_subject}")),
+        "step: signature certificate shown with the password:\n{out}"
+    );
+    assert_eq!(card.tries_left(), (3, 5));
+    // The password is never accepted as a plain argument.
+    let (code, _, err) = jpki(&["status", "--password=JPKITEST1"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn cert_export_gives_the_cards_files() {
+    let _g = common::lock();
+    let card = VCard::start();
+    let r = card.reader.as_str();
+    let dir = card.state_dir.clone();
+    for name in ["auth", "auth-ca", "sign-ca"] {
+        let (code, out, err) = jpki_in(&["cert", "export", name, "--der", "--reader", r], b"", &[]);
+        assert_eq!(code, 0, "step: cert export {name} --der: {err}");
+        assert_eq!(
+            out,
+            card.cert(name),
+            "step: {name} DER equals the card's file"
+        );
+        let pem = dir.join(format!("{name}.pem"));
+        let (code, _, err) = jpki(&[
+            "cert",
+            "export",
+            name,
+            "--pem",
+            "--reader",
+            r,
+            "--out",
+            pem.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "step: cert export {name} --pem: {err}");
+        let conv = Command::new("openssl")
+            .args(["x509", "-inform", "PEM", "-outform", "DER", "-in"])
+            .arg(&pem)
+            .output()
+            .unwrap();
+        assert!(
+            conv.status.success(),
+            "step: openssl reads the PEM of {name}: {}",
+            String::from_utf8_lossy(&conv.stderr)
+        );
+        assert_eq!(
+            conv.stdout,
+            card.cert(name),
+            "step: {name} PEM equals the card's file"
+        );
+    }
+    // `sign` needs the password.
+    let pw = write_file(&dir, "pw.txt", "JPKITEST1\n");
+    let (code, out, err) = jpki_in(
+        &[
+            "cert",
+            "export",
+            "sign",
+            "--der",
+            "--reader",
+            r,
+            "--password-file",
+            &pw,
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 0, "step: cert export sign: {err}");
+    assert_eq!(
+        out,
+        card.cert("sign"),
+        "step: sign DER equals the card's file"
+    );
+    assert!(
+        err.contains("5 of 5 tries left"),
+        "step: tries shown first: {err}"
+    );
+    // A wrong password costs one try and says how many are left.
+    let bad = write_file(&dir, "bad.txt", "WRONG1\n");
+    let (code, out, err) = jpki_in(
+        &[
+            "cert",
+            "export",
+            "sign",
+            "--reader",
+            r,
+            "--password-file",
+            &bad,
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 6, "step: wrong password exit code: {err}");
+    assert!(out.is_empty());
+    assert!(
+        err.contains("wrong digital signature password: 4 of 5 tries left"),
+        "{err}"
+    );
+    assert_eq!(card.tries_left(), (3, 4));
+    // A malformed one costs nothing.
+    let short = write_file(&dir, "short.txt", "ABC\n");
+    let (code, _, err) = jpki_in(
+        &[
+            "cert",
+            "export",
+            "sign",
+            "--reader",
+            r,
+            "--password-file",
+            &short,
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("nothing was sent"), "{err}");
+    assert_eq!(card.tries_left(), (3, 4));
+}
+
+#[test]
+fn pin_change_changes_the_pin_on_the_card() {
+    let _g = common::lock();
+    let card = VCard::start();
+    let r = card.reader.as_str();
+    // Malformed new PIN, differing new PINs, malformed old PIN: refused, nothing sent.
+    card.clear_log();
+    for (input, why) in [
+        (&b"1234\n12a4\n12a4\n"[..], "has a character"),
+        (b"1234\n123\n123\n", "has the wrong length"),
+        (b"1234\n5678\n5679\n", "the two new PINs differ"),
+        (b"12\n5678\n5678\n", "the current PIN has the wrong length"),
+    ] {
+        let (code, _, err) = jpki_in(
+            &["pin", "change", "auth", "--reader", r, "--stdin"],
+            input,
+            &[],
+        );
+        assert_eq!(code, 8, "step: refused ({why}): {err}");
+        assert!(
+            err.contains(why) && err.contains("nothing was sent"),
+            "{err}"
+        );
+        assert!(
+            err.contains("3 of 3 tries left"),
+            "step: tries shown first: {err}"
+        );
+    }
+    assert!(
+        pin_apdus(&card).is_empty(),
+        "step: nothing sent: {:?}",
+        pin_apdus(&card)
+    );
+    // Wrong current PIN: one try.
+    let (code, _, err) = jpki_in(
+        &["pin", "change", "auth", "--reader", r, "--stdin"],
+        b"0000\n5678\n5678\n",
+        &[],
+    );
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("2 of 3 tries left"), "{err}");
+    // Right one: changed.
+    let (code, _, err) = jpki_in(
+        &["pin", "change", "auth", "--reader", r, "--stdin"],
+        b"1234\n5678\n5678\n",
+        &[],
+    );
+    assert_eq!(code, 0, "step: pin change auth: {err}");
+    assert!(err.contains("2 of 3 tries left"), "{err}");
+    assert_eq!(card.tries_left(), (3, 5));
+    let (ok, text) = module_login_ok(AUTH, "5678");
+    assert!(ok, "step: the module logs in with the new PIN:\n{text}");
+    // The signature password, from a file (lower case is folded to upper case).
+    let f = write_file(
+        &card.state_dir,
+        "pins.txt",
+        "JPKITEST1\nnewpass22\nNEWPASS22\n",
+    );
+    let (code, _, err) = jpki(&["pin", "change", "sign", "--reader", r, "--pin-file", &f]);
+    assert_eq!(code, 0, "step: pin change sign: {err}");
+    let pw = write_file(&card.state_dir, "pw.txt", "NEWPASS22\n");
+    let (code, out, err) = jpki_in(
+        &[
+            "cert",
+            "export",
+            "sign",
+            "--der",
+            "--reader",
+            r,
+            "--password-file",
+            &pw,
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 0, "step: the new password works: {err}");
+    assert_eq!(out, card.cert("sign"));
+    assert_eq!(card.tries_left(), (3, 5));
+}
+
+#[test]
+fn clear_messages_for_no_reader_no_card_and_locked_pin() {
+    let _g = common::lock();
+    // No PC/SC service (the client library pointed at a socket nobody listens on).
+    let (code, _, err) = jpki_in(
+        &["status"],
+        b"",
+        &[("PCSCLITE_CSOCK_NAME", "/nonexistent/pcscd.comm")],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("pcscd) is not running"), "{err}");
+    let (code, _, err) = jpki(&["status", "--reader", "No Such Reader 99"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("no reader named \"No Such Reader 99\""),
+        "{err}"
+    );
+
+    let mut card = VCard::start();
+    let r = card.reader.clone();
+    // Lock the authentication PIN with three wrong tries.
+    for (left, want_code) in [(2, 6), (1, 6), (0, 7)] {
+        let (code, _, err) = jpki_in(
+            &["pin", "change", "auth", "--reader", &r, "--stdin"],
+            b"0000\n5678\n5678\n",
+            &[],
+        );
+        assert_eq!(code, want_code, "step: wrong PIN, {left} left: {err}");
+        if left > 0 {
+            assert!(err.contains(&format!("{left} of 3 tries left")), "{err}");
+        } else {
+            assert!(
+                err.contains("it is now locked; only a municipal office"),
+                "{err}"
+            );
+        }
+    }
+    assert_eq!(card.tries_left(), (0, 5));
+    let (code, out, _) = jpki(&["status", "--reader", &r]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("User authentication PIN: LOCKED (only a municipal office"),
+        "{out}"
+    );
+    card.clear_log();
+    let (code, _, err) = jpki_in(
+        &["pin", "change", "auth", "--reader", &r, "--stdin"],
+        b"1234\n5678\n5678\n",
+        &[],
+    );
+    assert_eq!(code, 7, "{err}");
+    assert!(
+        err.contains("the user authentication PIN is locked: only a municipal office"),
+        "{err}"
+    );
+    assert!(
+        pin_apdus(&card).is_empty(),
+        "step: nothing sent to a locked PIN"
+    );
+
+    // No card in the reader.
+    card.remove();
+    let (code, out, err) = jpki(&["status", "--reader", &r]);
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(out.contains("No card"), "{out}");
+    let (code, _, err) = jpki(&["cert", "export", "auth", "--reader", &r]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains(&format!("no card in reader \"{r}\"")), "{err}");
+}
