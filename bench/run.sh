@@ -6,9 +6,10 @@
 #                           # docs/performance.md between the bench markers
 #
 # Environment (all optional):
-#   BENCH_RUNS_0=5 BENCH_RUNS_25=3   runs per flow and module at 0 ms / 25 ms (medians)
+#   BENCH_RUNS_0=7 BENCH_RUNS_25=3   runs per flow and module at 0 ms / 25 ms (medians)
 #   BENCH_LATENCIES="0 25"           the per-APDU latencies, in ms
 #   BENCH_SIGNATURES=100             signatures in the "one session" flow
+#   BENCH_SIGNATURES_SIG=10          the same with the signature key (password per signature)
 #   BENCH_INIT_RUNS=11               processes for the load + C_Initialize timing
 #   BENCH_CALLGRIND=1                0 skips the valgrind/callgrind instruction counts
 #   BENCH_NO_DOC=1                   do not touch docs/performance.md (stdout only)
@@ -27,10 +28,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-RUNS_0=${BENCH_RUNS_0:-5}
+RUNS_0=${BENCH_RUNS_0:-7}
 RUNS_25=${BENCH_RUNS_25:-3}
 LATENCIES=${BENCH_LATENCIES:-0 25}
 NSIG=${BENCH_SIGNATURES:-100}
+NSIG_SIG=${BENCH_SIGNATURES_SIG:-10}
 INIT_RUNS=${BENCH_INIT_RUNS:-11}
 CALLGRIND=${BENCH_CALLGRIND:-1}
 OPENSC=${OPENSC_MODULE:-/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so}
@@ -58,6 +60,7 @@ fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 log "building (release) in $CARGO_TARGET_DIR"
 cargo build --release --quiet --lib --bins --example p11bench
+COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ', with local changes')"
 REL=$CARGO_TARGET_DIR/release
 OURS=$REL/libjpki_pkcs11.so
 JPKI=$REL/jpki
@@ -195,7 +198,7 @@ find_slots() {
   done
 }
 
-FLOWS="list objects-auth objects-sign sign-auth sign-sign sign-many wrong-pin"
+FLOWS="list objects-auth objects-sign sign-auth sign-sign sign-many sign-many-sig wrong-pin"
 
 # Runs one flow once (cold card), checks its outcome, appends "lat module flow run ms apdus".
 run_flow() { # latency module flow run
@@ -211,6 +214,8 @@ run_flow() { # latency module flow run
       --sign --id 02 -m SHA256-RSA-PKCS -i "$MSG" -o "$sig") ;;
     sign-many) cmd=("$P11B" sign --module "$mod" --reader "$READER" --token "${LABEL_AUTH[$m]}"
       --pin $AUTH_PIN --id 01 --count "$NSIG" --data "$MSG" --out "$sig" --log "$LOG") ;;
+    sign-many-sig) cmd=("$P11B" sign --module "$mod" --reader "$READER" --token "${LABEL_SIGN[$m]}"
+      --pin $SIGN_PIN --id 02 --always-auth --count "$NSIG_SIG" --data "$MSG" --out "$sig" --log "$LOG") ;;
     wrong-pin) cmd=(pkcs11-tool --module "$mod" --slot "${SLOT_AUTH[$m]}" --login --pin $WRONG_PIN
       --sign --id 01 -m SHA256-RSA-PKCS -i "$MSG" -o "$sig") ;;
   esac
@@ -246,11 +251,12 @@ run_flow() { # latency module flow run
       { cat "$out" >&2; die "$what: no certificate listed"; } ;;
     objects-sign) grep -q "Object;" "$out" || { cat "$out" >&2; die "$what: no object listed"; } ;;
     sign-auth | sign-many) verify_sig auth "$sig" "$what" ;;
-    sign-sign) verify_sig sign "$sig" "$what" ;;
+    sign-sign | sign-many-sig) verify_sig sign "$sig" "$what" ;;
   esac
-  if [ "$flow" = sign-many ]; then
-    sed "s/^/$lat $m /" "$out" >>"$WORK/many.txt"
-  fi
+  case $flow in
+    sign-many) sed "s/^/$lat $m /" "$out" >>"$WORK/many.txt" ;;
+    sign-many-sig) sed "s/^/$lat $m /" "$out" >>"$WORK/many-sig.txt" ;;
+  esac
   [ "$(tries auth) $(tries sign)" = "3 5" ] || die "$what: tries left $(tries auth)/$(tries sign)"
   echo "$lat $m $flow $run $((($(us "$t1") - $(us "$t0")) / 1000)) $n" >>"$RES"
 }
@@ -259,6 +265,7 @@ median() { sort -n | awk '{v[NR]=$1} END {if (NR==0) print "-"; else if (NR%2) p
 
 : >"$RES"
 : >"$WORK/many.txt"
+: >"$WORK/many-sig.txt"
 first=1
 for lat in $LATENCIES; do
   runs=$RUNS_0
@@ -315,8 +322,8 @@ apdu_spread() { # latency module flow → "n" or "min–max"
   awk -v l="$1" -v m="$2" -v f="$3" '$1==l && $2==m && $3==f {print $6}' "$RES" | sort -n | uniq |
     awk '{v[NR]=$1} END {if (NR==1) print v[1]; else print v[1] "–" v[NR]}'
 }
-many() { # latency module key → median
-  awk -v l="$1" -v m="$2" -v k="$3" '$1==l && $2==m {split($3,a,"="); if (a[1]==k) print a[2]}' "$WORK/many.txt" | median
+many() { # latency module key [file] → median
+  awk -v l="$1" -v m="$2" -v k="$3" '$1==l && $2==m {split($3,a,"="); if (a[1]==k) print a[2]}' "${4:-$WORK/many.txt}" | median
 }
 initv() { # module key → median
   awk -v m="$1" -v k="$2" '$1==m {split($2,a,"="); if (a[1]==k) print a[2]}' "$WORK/init.txt" | median
@@ -332,6 +339,7 @@ NAME[objects-sign]="object listing, signature token, no login (\`-O\`)"
 NAME[sign-auth]="login + 1 signature, authentication key"
 NAME[sign-sign]="login + 1 signature, signature key"
 NAME[sign-many]="login + $NSIG signatures in one session (authentication key)"
+NAME[sign-many-sig]="login + $NSIG_SIG signatures in one session, signature key (password per signature)"
 NAME[wrong-pin]="wrong PIN (authentication token)"
 TARGET[list]=6
 TARGET[objects-auth]=18
@@ -362,7 +370,7 @@ decode() {
 
 REPORT=$WORK/report.md
 {
-  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) with \`bench/run.sh\` (module commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ', with local changes'))."
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) with \`bench/run.sh\` (module commit $COMMIT)."
   echo
   for lat in $LATENCIES; do
     runs=$RUNS_0
@@ -406,6 +414,13 @@ REPORT=$WORK/report.md
     b=$(many "$lat" opensc further_sig_median_ms)
     echo "| ms per further signature at $lat ms (median) | $a | $b |"
   done
+  fas() { awk -v l="$1" -v m="$2" '$1==l && $2==m && $3 ~ /^further_sig_apdus_(min|max)=/ {split($3,a,"="); print a[2]}' "$WORK/many-sig.txt" | sort -n | uniq | awk '{v[NR]=$1} END {if (NR==1) print v[1]; else print v[1] "–" v[NR]}'; }
+  echo "| signature key ($NSIG_SIG signatures, \`C_SignInit\` + \`C_Login(CKU_CONTEXT_SPECIFIC)\` + \`C_SignUpdate\` + \`C_SignFinal\` each): APDUs per further signature | $(fas "$first_lat" ours) | $(fas "$first_lat" opensc) |"
+  for lat in $LATENCIES; do
+    a=$(many "$lat" ours further_sig_median_ms "$WORK/many-sig.txt")
+    b=$(many "$lat" opensc further_sig_median_ms "$WORK/many-sig.txt")
+    echo "| signature key: ms per further signature at $lat ms (median) | $a | $b |"
+  done
   echo
   echo "### This module's APDUs per flow (last run at ${LATENCIES%% *} ms)"
   echo
@@ -416,8 +431,22 @@ REPORT=$WORK/report.md
   echo "| flow | APDUs | sequence |"
   echo "|---|--:|---|"
   for flow in $FLOWS; do
-    [ -f "$WORK/trace.$flow" ] || continue
-    echo "| $flow | $(grep -cv '^#' "$WORK/trace.$flow") | $(decode "$WORK/trace.$flow") |"
+    f=$WORK/trace.$flow
+    [ -f "$f" ] || continue
+    total=$(grep -cv '^#' "$f")
+    case $flow in
+      sign-many | sign-many-sig)
+        # The first signature and what comes before it, then the last signature (all further
+        # signatures send the same APDUs: the rows above show min–max).
+        if [ $flow = sign-many ]; then src=$WORK/many.txt; k=$NSIG; else src=$WORK/many-sig.txt; k=$NSIG_SIG; fi
+        per=$(many "$first_lat" ours further_sig_apdus_max "$src")
+        grep -v '^#' "$f" | head -n $((total - (k - 1) * per)) >"$WORK/t1"
+        grep -v '^#' "$f" | tail -n "$per" >"$WORK/t2"
+        seq="$(decode "$WORK/t1"); then $((k - 1)) × ($(decode "$WORK/t2"))"
+        ;;
+      *) seq=$(decode "$f") ;;
+    esac
+    echo "| $flow | $total | $seq |"
   done
   echo
   echo "### Host-side cost"
