@@ -339,7 +339,7 @@ fn openssl_verify_pdf(work: &Work, pdf: &Path, cert_der: &Path, ca_der: &Path) {
             .args(["-out", "/dev/null"]),
     );
     assert!(out.contains("Verification successful"), "{out}");
-    let signer_der = run(
+    run(
         "openssl x509 (signer)",
         Command::new("openssl")
             .args(["x509", "-outform", "DER", "-in"])
@@ -347,7 +347,6 @@ fn openssl_verify_pdf(work: &Work, pdf: &Path, cert_der: &Path, ca_der: &Path) {
             .arg("-out")
             .arg(work.path("signer.der")),
     );
-    let _ = signer_der;
     assert_eq!(
         std::fs::read(work.path("signer.der")).unwrap(),
         std::fs::read(cert_der).unwrap(),
@@ -563,6 +562,44 @@ fn a_wrong_signature_password_blocks_the_key() {
          {soffice_output}\n{log:#?}",
         text(&out)
     );
+}
+
+/// A wrong password at the script's login costs one try and nothing else: no second attempt,
+/// no signature, no PDF, and the script says why.
+#[test]
+fn a_wrong_password_costs_one_try() {
+    let _g = common::lock();
+    let card = VCard::start();
+    let work = Work::new();
+    let nss_db = work.lo_nss_db();
+    let doc = work.document();
+    let pdf = work.path("contract.pdf");
+    card.clear_log();
+    let (soffice, pipe) = soffice_listening(&work, &nss_db);
+    let out = sign_pdf(
+        &work,
+        &pipe,
+        &doc,
+        &pdf,
+        &[],
+        &[("JPKI_SIGN_PIN", "WRONG1")],
+    );
+    drop(soffice);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("ERROR login to 'JPKI Digital Signature' failed (NSS error -8177)"),
+        "{t}"
+    );
+    assert!(!pdf.exists());
+    let log = card.log();
+    assert_eq!(
+        log.iter().filter(|l| is_verify_with_data(l)).count(),
+        1,
+        "{log:#?}"
+    );
+    assert!(!log.iter().any(|l| l.starts_with("802A")), "{log:#?}");
+    assert_eq!(card.tries_left(), (3, 4));
 }
 
 /// Without the password, `lo_sign_pdf.py` refuses before starting anything.
