@@ -24,7 +24,8 @@
 # Uses the second vpcd reader ("Virtual PCD 00 01", port 35964) and also holds the first
 # reader's port lock (35963, the test harness's) so that no test card sits in the other reader
 # while the listing flows are timed. Every process it starts is stopped on exit.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "bench: error: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
@@ -92,14 +93,15 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated by SIGTERM"; exit 143' TERM
+trap 'log "SIGHUP"; exit 129' HUP
 
 # The test harness's cross-process port lock (tests/common/mod.rs, PortLock): a directory
 # $TMPDIR/jpki-vcard-port-<port>.lock holding the owner's pid; a lock whose owner is gone (or
 # that has no pid after 5 s) is taken over.
 lock_port() {
-  local dir=$TMP/jpki-vcard-port-$1.lock start=$SECONDS owner
+  local dir=$TMP/jpki-vcard-port-$1.lock start=$SECONDS owner said=-30
   while ! mkdir "$dir" 2>/dev/null; do
     owner=$(cat "$dir/pid" 2>/dev/null || true)
     if { [ -n "$owner" ] && [ ! -d "/proc/$owner" ]; } ||
@@ -108,7 +110,10 @@ lock_port() {
       continue
     fi
     [ $((SECONDS - start)) -lt 600 ] || die "port $1 stayed locked by pid $owner ($dir)"
-    [ $(((SECONDS - start) % 30)) -eq 0 ] && log "waiting for port $1 (locked by pid $owner)"
+    if [ $((SECONDS - said)) -ge 30 ]; then
+      log "waiting for port $1 (locked by pid $owner)"
+      said=$SECONDS
+    fi
     sleep 0.2
   done
   echo $$ >"$dir/pid"
