@@ -195,8 +195,8 @@ find_slots() {
   for m in ours opensc; do
     slots=$("$P11B" slots --module "${MOD[$m]}" --reader "$READER") ||
       die "$m: cannot list the slots of $READER"
-    SLOT_AUTH[$m]=$(echo "$slots" | awk -v l="${LABEL_AUTH[$m]}" '{id=$1; sub(/^slot=/,"",id); $1=""; sub(/^ /,""); if ($0==l) print id}' | head -n1)
-    SLOT_SIGN[$m]=$(echo "$slots" | awk -v l="${LABEL_SIGN[$m]}" '{id=$1; sub(/^slot=/,"",id); $1=""; sub(/^ /,""); if ($0==l) print id}' | head -n1)
+    SLOT_AUTH[$m]=$(echo "$slots" | awk -v l="${LABEL_AUTH[$m]}" '{id=$1; sub(/^slot=/,"",id); $1=""; sub(/^ /,""); if ($0==l) {print id; exit}}')
+    SLOT_SIGN[$m]=$(echo "$slots" | awk -v l="${LABEL_SIGN[$m]}" '{id=$1; sub(/^slot=/,"",id); $1=""; sub(/^ /,""); if ($0==l) {print id; exit}}')
     [ -n "${SLOT_AUTH[$m]}" ] && [ -n "${SLOT_SIGN[$m]}" ] ||
       die "$m: tokens ${LABEL_AUTH[$m]} / ${LABEL_SIGN[$m]} not found in $READER: $slots"
     log "$m: slots ${SLOT_AUTH[$m]} (authentication), ${SLOT_SIGN[$m]} (signature)"
@@ -445,8 +445,9 @@ REPORT=$WORK/report.md
         # signatures send the same APDUs: the rows above show min–max).
         if [ $flow = sign-many ]; then src=$WORK/many.txt; k=$NSIG; else src=$WORK/many-sig.txt; k=$NSIG_SIG; fi
         per=$(many "$first_lat" ours further_sig_apdus_max "$src")
-        grep -v '^#' "$f" | head -n $((total - (k - 1) * per)) >"$WORK/t1"
-        grep -v '^#' "$f" | tail -n "$per" >"$WORK/t2"
+        grep -v '^#' "$f" >"$WORK/t0"
+        head -n $((total - (k - 1) * per)) "$WORK/t0" >"$WORK/t1"
+        tail -n "$per" "$WORK/t0" >"$WORK/t2"
         seq="$(decode "$WORK/t1"); then $((k - 1)) × ($(decode "$WORK/t2"))"
         ;;
       *) seq=$(decode "$f") ;;
