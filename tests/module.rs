@@ -378,13 +378,24 @@ fn pins_are_checked_before_the_card_sees_them_and_blocking_is_reported() {
     assert_eq!(verifies_sent(&card), 1);
     let info = p.get_token_info(auth).unwrap();
     assert!(info.user_pin_count_low() && !info.user_pin_final_try());
+    // The PIN the card just refused is not sent again (an application loop would burn tries).
     assert_eq!(
         rv(a.login(UserType::User, Some(&pin("0000"))).unwrap_err()),
         RvError::PinIncorrect
     );
+    assert_eq!(
+        verifies_sent(&card),
+        1,
+        "the same wrong PIN is not sent twice"
+    );
+    assert_eq!(card.tries_left().0, 2);
+    assert_eq!(
+        rv(a.login(UserType::User, Some(&pin("0001"))).unwrap_err()),
+        RvError::PinIncorrect
+    );
     assert!(p.get_token_info(auth).unwrap().user_pin_final_try());
     assert_eq!(
-        rv(a.login(UserType::User, Some(&pin("0000"))).unwrap_err()),
+        rv(a.login(UserType::User, Some(&pin("0002"))).unwrap_err()),
         RvError::PinIncorrect
     );
     assert!(p.get_token_info(auth).unwrap().user_pin_locked());
