@@ -17,6 +17,8 @@ pub mod card;
 pub mod error;
 pub mod ffi;
 pub mod log;
+#[cfg(test)]
+mod reliability_tests;
 pub mod state;
 pub mod token;
 pub mod vcard;

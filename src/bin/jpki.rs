@@ -1,8 +1,8 @@
 //! `jpki`: command-line companion of the jpki-pkcs11 module.
 //!
 //! Subcommands:
-//! - `jpki virtual-card [--state DIR] [--log FILE] [--host HOST] [--port PORT] [--latency-ms N]`:
-//!   run the virtual My Number Card behind pcscd's vpcd reader.
+//! - `jpki virtual-card [--state DIR] [--log FILE] [--host HOST] [--port PORT] [--latency-ms N]
+//!   [--fault SPEC]...`: run the virtual My Number Card behind pcscd's vpcd reader.
 
 use jpki_pkcs11::vcard::{self, VirtualCard};
 use std::ffi::OsString;
@@ -14,10 +14,16 @@ const USAGE: &str = "usage: jpki <command> [options]
 
 commands:
   virtual-card [--state DIR] [--log FILE] [--host HOST] [--port PORT] [--latency-ms N]
+               [--fault SPEC]...
       Run the virtual My Number Card (test PKI, fictional holder) as the card in pcscd's
       vpcd reader (port 35963 = \"Virtual PCD 00 00\", 35964 = \"Virtual PCD 00 01\").
       The card lives in DIR (default $XDG_STATE_HOME/jpki-virtual-card or
       ~/.local/state/jpki-virtual-card); it is created there on first use.
+      --fault makes the card misbehave (tests only; INS and SW in hex): status-at:N:SW,
+      status:INS:SW, truncate:INS:KEEP, oversize:INS:EXTRA, get-response:INS:CHUNK,
+      endless-get-response:INS, wrong-le:INS, corrupt-signature, slow:INS:MS,
+      remove-after-verify, cert-bogus:FILE, cert-length:FILE:LEN, cert-long-form:FILE
+      (FILE = auth, auth-ca, sign, sign-ca).
   help
       Show this text.";
 
@@ -82,6 +88,7 @@ fn virtual_card(mut args: Args) -> Result<ExitCode, UsageError> {
         log: None,
     };
     let mut latency_ms = 0u64;
+    let mut faults = Vec::new();
     while let Some((name, inline)) = args.next_option()? {
         match name.as_str() {
             "--state" => state = Some(PathBuf::from(args.value(&name, inline)?)),
@@ -89,6 +96,11 @@ fn virtual_card(mut args: Args) -> Result<ExitCode, UsageError> {
             "--host" => opts.host = args.parsed(&name, inline)?,
             "--port" => opts.port = args.parsed(&name, inline)?,
             "--latency-ms" => latency_ms = args.parsed(&name, inline)?,
+            "--fault" => {
+                let spec = args.value(&name, inline)?;
+                let spec = spec.to_str().unwrap_or_default();
+                faults.push(vcard::Fault::parse(spec).map_err(UsageError)?);
+            }
             _ => return Err(UsageError(format!("virtual-card: unknown option {name}"))),
         }
     }
@@ -101,6 +113,9 @@ fn virtual_card(mut args: Args) -> Result<ExitCode, UsageError> {
         }
     };
     card.set_latency(Duration::from_millis(latency_ms));
+    if !faults.is_empty() {
+        card.set_faults(faults);
+    }
     if let Err(e) = vcard::vpcd::run(card, &opts) {
         eprintln!("jpki virtual-card: {e}");
         return Ok(ExitCode::FAILURE);
