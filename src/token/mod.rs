@@ -171,7 +171,24 @@ impl BoundCard {
             Vec::new()
         };
         let der = match (key, pin) {
-            (KeyRef::Auth, _) => self.run(|x| jpki::read_der_file(x, key.cert_ef(), &head))?,
+            (KeyRef::Auth, _) => {
+                let read = self.run(|x| jpki::read_der_file(x, key.cert_ef(), &head));
+                let parsed = read.and_then(Cert::parse);
+                match parsed {
+                    Ok(cert) => {
+                        let cert = Arc::new(cert);
+                        self.token_mut(key).cert = Some(cert.clone());
+                        return Ok(cert);
+                    }
+                    // The head read at bind time may be what was wrong (a bad answer then):
+                    // read the whole file again rather than reuse it forever.
+                    Err(Error::Malformed(_) | Error::Status(_)) if !head.is_empty() => {
+                        self.auth_head.clear();
+                        self.run(|x| jpki::read_der_file(x, key.cert_ef(), &[]))?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             (KeyRef::Sign, Some(pin)) => {
                 let res = self.run(|x| {
                     jpki::verify(x, key, pin)?;
