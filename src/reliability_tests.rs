@@ -855,3 +855,129 @@ fn reliability_wrong_pin_then_faults_keep_true_counters() {
     api::login(a, CKU_USER, Some(AUTH_PIN)).unwrap();
     assert_eq!(tries_flags(AUTH_SLOT), Ok(0));
 }
+
+/// One process, 8 threads signing with both tokens over many sessions, plus threads opening
+/// and closing sessions and logging in and out. Every signature verifies, nothing deadlocks
+/// (watchdog), and the only errors are the documented consequences of another thread's logout
+/// or closing the token's last session.
+#[test]
+fn reliability_concurrency_eight_signers_and_churn() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let f = Fixture::new();
+    api::get_slot_list(false).unwrap();
+    let auth_pub = public_key(f.card.lock().auth_cert());
+    let sign_pub = public_key(f.card.lock().sign_cert());
+    let stop = Arc::new(AtomicBool::new(false));
+    let signed = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(Mutex::new(BTreeMap::<&'static str, usize>::new()));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let mut threads = Vec::new();
+    const ROUNDS: usize = 40;
+    for t in 0..8 {
+        let (auth_pub, sign_pub) = (auth_pub.clone(), sign_pub.clone());
+        let (signed, refused, done_tx) = (signed.clone(), refused.clone(), done_tx.clone());
+        threads.push(std::thread::spawn(move || {
+            let note = |e: CkError| *refused.lock().entry(e.name()).or_default() += 1;
+            for round in 0..ROUNDS {
+                let slot = ((t + round) % 2) as CK_SLOT_ID;
+                let (pin, pubkey) = if slot == AUTH_SLOT {
+                    (AUTH_PIN, &auth_pub)
+                } else {
+                    (SIGN_PIN, &sign_pub)
+                };
+                let h = api::open_session(slot, CKF_SERIAL_SESSION).unwrap();
+                let m = if round % 3 == 0 {
+                    pss()
+                } else {
+                    mech(CKM_SHA256_RSA_PKCS)
+                };
+                let msg = format!("thread {t} round {round}");
+                let attempt = || -> CkResult<Vec<u8>> {
+                    match api::login(h, CKU_USER, Some(pin)) {
+                        Ok(()) | Err(CkError::UserAlreadyLoggedIn) => {}
+                        Err(e) => return Err(e),
+                    }
+                    let keys = find(h, vec![(CKA_CLASS, CKO_PRIVATE_KEY.to_ne_bytes().to_vec())])?;
+                    let key = *keys.first().ok_or(CkError::UserNotLoggedIn)?;
+                    api::sign_init(h, &m, key)?;
+                    if slot == SIGN_SLOT {
+                        api::login(h, CKU_CONTEXT_SPECIFIC, Some(pin))?;
+                    }
+                    api::sign(h, msg.as_bytes())
+                };
+                match attempt() {
+                    Ok(sig) => {
+                        assert!(
+                            verifies(pubkey, &m, msg.as_bytes(), &sig),
+                            "thread {t} round {round}: signature does not verify"
+                        );
+                        signed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(e @ (CkError::UserNotLoggedIn | CkError::OperationNotInitialized)) => {
+                        note(e)
+                    }
+                    Err(e) => panic!("thread {t} round {round}: undocumented {e}"),
+                }
+                let _ = api::sign_abort(h);
+                api::close_session(h).unwrap();
+            }
+            done_tx.send(()).unwrap();
+        }));
+    }
+    for t in 0..2 {
+        let (stop, done_tx) = (stop.clone(), done_tx.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let slot = ((t + i) % 2) as CK_SLOT_ID;
+                let pin = if slot == AUTH_SLOT {
+                    AUTH_PIN
+                } else {
+                    SIGN_PIN
+                };
+                let h = api::open_session(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION).unwrap();
+                match api::login(h, CKU_USER, Some(pin)) {
+                    Ok(()) | Err(CkError::UserAlreadyLoggedIn) => {}
+                    Err(e) => panic!("churn login: {e}"),
+                }
+                api::get_session_info(h).unwrap();
+                api::get_token_info(slot).unwrap();
+                if i % 3 == 0 {
+                    match api::logout(h) {
+                        Ok(()) | Err(CkError::UserNotLoggedIn) => {}
+                        Err(e) => panic!("churn logout: {e}"),
+                    }
+                }
+                api::close_session(h).unwrap();
+                i += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            done_tx.send(()).unwrap();
+        }));
+    }
+    drop(done_tx);
+    for _ in 0..8 {
+        done_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a signing thread is stuck (deadlock?)");
+    }
+    stop.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        done_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a churn thread is stuck (deadlock?)");
+    }
+    for t in threads {
+        t.join().expect("a thread panicked");
+    }
+    let n = signed.load(Ordering::SeqCst);
+    eprintln!(
+        "concurrency: {n} of {} signatures made and verified; refused: {:?}",
+        8 * ROUNDS,
+        refused.lock()
+    );
+    assert!(n >= 8 * ROUNDS / 4, "too few signatures succeeded: {n}");
+    assert_eq!(f.card.lock().tries_left(), (3, 5), "no try burnt");
+    assert_eq!(f.other_process_sign_sw(0x17), 0x6982);
+    assert_eq!(f.other_process_sign_sw(0x1A), 0x6982);
+}
