@@ -148,7 +148,13 @@ impl BoundCard {
         let tries = self.run(|x| jpki::pin_tries(x, key, &mut sfi));
         self.sfi = sfi;
         let tries = tries?;
-        self.token_mut(key).tries = Some(tries);
+        let t = self.token_mut(key);
+        if t.tries != Some(tries) {
+            // The counter moved without us (another program, or our last answer was not what
+            // the card did): what we knew about a refused PIN may be stale.
+            t.wrong_pin = None;
+        }
+        t.tries = Some(tries);
         Ok(tries)
     }
 
@@ -213,8 +219,12 @@ impl BoundCard {
         self.sfi = sfi;
         self.note_verify_result(key, pin, &res);
         res?;
-        if let Some(der) = cert_der {
-            self.token_mut(key).cert = Some(Arc::new(Cert::parse(der)?));
+        match cert_der.map(Cert::parse) {
+            Some(Ok(cert)) => self.token_mut(key).cert = Some(Arc::new(cert)),
+            // Not a failed login. The head read at bind time may be what was wrong: the
+            // certificate is read again, whole, when it is needed.
+            _ if need_cert && key == KeyRef::Auth => self.auth_head.clear(),
+            _ => {}
         }
         Ok(())
     }
@@ -233,7 +243,23 @@ impl BoundCard {
         let mut sfi = self.sfi;
         let der = match (key, pin) {
             (KeyRef::Auth, _) => {
-                self.run(|x| jpki::read_der_file(x, key.cert_ef(), &head, &mut sfi))
+                let read = self.run(|x| jpki::read_der_file(x, key.cert_ef(), &head, &mut sfi));
+                let parsed = read.and_then(Cert::parse);
+                match parsed {
+                    Ok(cert) => {
+                        self.sfi = sfi;
+                        let cert = Arc::new(cert);
+                        self.token_mut(key).cert = Some(cert.clone());
+                        return Ok(cert);
+                    }
+                    // The head read at bind time may be what was wrong (a bad answer then):
+                    // read the whole file again rather than reuse it forever.
+                    Err(Error::Malformed(_) | Error::Status(_)) if !head.is_empty() => {
+                        self.auth_head.clear();
+                        self.run(|x| jpki::read_der_file(x, key.cert_ef(), &[], &mut sfi))
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             (KeyRef::Sign, Some(pin)) => {
                 self.precheck(key, pin)?;
