@@ -189,8 +189,15 @@ fn child() {
         .sign(&Mechanism::Sha256RsaPkcs, key, b"during")
         .expect_err("no signature without pcscd");
     println!("signing without pcscd: {err}");
-    assert!(p.get_slots_with_token().unwrap().is_empty(), "no token without pcscd");
-    assert_eq!(p.get_all_slots().unwrap().len(), 4, "the slot list never shrinks");
+    assert!(
+        p.get_slots_with_token().unwrap().is_empty(),
+        "no token without pcscd"
+    );
+    assert_eq!(
+        p.get_all_slots().unwrap().len(),
+        4,
+        "the slot list never shrinks"
+    );
 
     // pcscd comes back; the virtual card reconnects to it by itself.
     pcscd = start_pcscd();
