@@ -18,17 +18,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn module_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let so = dir.join("libjpki_pkcs11.so");
-    assert!(so.exists(), "{} not built", so.display());
-    so
-}
-
 const ROUNDS: usize = 6;
 
 /// Child mode: open a session on the authentication token of `reader`, check nobody else's
@@ -45,7 +34,7 @@ fn child_signer() {
         PathBuf::from(parts.next().unwrap()),
         parts.next().unwrap().to_string(),
     );
-    let p = Pkcs11::new(module_path()).unwrap();
+    let p = Pkcs11::new(common::module_path()).unwrap();
     p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         .unwrap();
     let slot = p
@@ -163,7 +152,7 @@ fn two_processes_sign_alternately_with_sessions_open() {
                     "JPKI_CONCURRENCY_CHILD",
                     format!("{id}|{}|{}", out.display(), card.reader),
                 )
-                .env("TEST_PKCS11_MODULE", module_path())
+                .env("TEST_PKCS11_MODULE", common::module_path())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -220,7 +209,7 @@ fn pkcs11_tool_test_threads() {
             .arg("60")
             .arg("pkcs11-tool")
             .arg("--module")
-            .arg(module_path())
+            .arg(common::module_path())
             .args(&args)
             .output()
             .expect("pkcs11-tool (Debian package opensc)");

@@ -11,44 +11,22 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::{SessionState, UserType};
 use cryptoki::types::AuthPin;
-use rsa::pkcs1::DecodeRsaPublicKey;
-use rsa::{Pkcs1v15Sign, RsaPublicKey};
+use rsa::Pkcs1v15Sign;
 use sha2::{Digest, Sha256};
-use std::path::PathBuf;
-use x509_cert::der::Decode;
-
-fn module() -> PathBuf {
-    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libjpki_pkcs11.so")
-}
 
 #[test]
 fn child_and_parent_each_keep_their_own_state() {
     let _g = common::lock();
     let card = common::VCard::start();
     let der = card.cert("auth");
-    let cert = x509_cert::Certificate::from_der(&der).unwrap();
-    let pubkey = RsaPublicKey::from_pkcs1_der(
-        cert.tbs_certificate
-            .subject_public_key_info
-            .subject_public_key
-            .raw_bytes(),
-    )
-    .unwrap();
+    let pubkey = common::rsa_public_key(&der);
     let verifies = |sig: &[u8], msg: &[u8]| {
         pubkey
             .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig)
             .is_ok()
     };
 
-    let p = Pkcs11::new(module()).unwrap();
+    let p = Pkcs11::new(common::module_path()).unwrap();
     let args = || CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK);
     p.initialize(args()).unwrap();
     let slot = p

@@ -25,21 +25,6 @@ const SOFFICE_TIMEOUT: Duration = Duration::from_secs(120);
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-fn module() -> PathBuf {
-    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let so = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libjpki_pkcs11.so");
-    assert!(so.exists(), "{} not built", so.display());
-    so
-}
-
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lo_sign_pdf.py")
 }
@@ -96,7 +81,7 @@ impl Work {
             "modutil -add",
             Command::new("modutil")
                 .args(["-dbdir", &sql, "-add", "jpki", "-libfile"])
-                .arg(module())
+                .arg(common::module_path())
                 .arg("-force"),
         );
         db

@@ -5,32 +5,20 @@
 //! The test restarts pcscd, so it runs its own pcscd and virtual card inside private mount, net
 //! and pid namespaces (`unshare`, as root; CI runs as root): the machine's pcscd is not touched.
 
+mod common;
+
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
-use rsa::pkcs1::DecodeRsaPublicKey;
-use rsa::{Pkcs1v15Sign, RsaPublicKey};
+use rsa::Pkcs1v15Sign;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use x509_cert::der::Decode;
 
 const CHILD: &str = "JPKI_PCSCD_RESTART_CHILD";
-
-fn module() -> PathBuf {
-    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libjpki_pkcs11.so")
-}
 
 fn is_root() -> bool {
     Command::new("id")
@@ -148,21 +136,14 @@ fn child() {
     );
     wait_for("the card", card_present);
     let der = std::fs::read(dir.join("auth.crt")).unwrap();
-    let cert = x509_cert::Certificate::from_der(&der).unwrap();
-    let pubkey = RsaPublicKey::from_pkcs1_der(
-        cert.tbs_certificate
-            .subject_public_key_info
-            .subject_public_key
-            .raw_bytes(),
-    )
-    .unwrap();
+    let pubkey = common::rsa_public_key(&der);
     let verify = |sig: &[u8], msg: &[u8]| {
         pubkey
             .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig)
             .is_ok()
     };
 
-    let p = Pkcs11::new(module()).unwrap();
+    let p = Pkcs11::new(common::module_path()).unwrap();
     p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         .unwrap();
     let slot = p.get_slots_with_token().unwrap()[0];
