@@ -451,7 +451,7 @@ fn pin_safety() {
     assert_eq!(f.verifies_sent(), 1);
     assert_eq!(tries_flags(AUTH_SLOT), CKF_USER_PIN_COUNT_LOW);
     assert_eq!(
-        api::login(a, CKU_USER, Some(b"0000")),
+        api::login(a, CKU_USER, Some(b"0001")),
         Err(CkError::PinIncorrect)
     );
     assert_eq!(
@@ -466,10 +466,10 @@ fn pin_safety() {
         Err(CkError::UserAlreadyLoggedIn)
     );
     api::logout(a).unwrap();
-    // Block it.
-    for _ in 0..3 {
+    // Block it (three different wrong PINs: the same one twice is not sent twice).
+    for wrong in [b"9997", b"9998", b"9999"] {
         assert_eq!(
-            api::login(a, CKU_USER, Some(b"9999")),
+            api::login(a, CKU_USER, Some(wrong)),
             Err(CkError::PinIncorrect)
         );
     }
@@ -985,8 +985,20 @@ fn pinentry_answers_are_checked_like_typed_pins() {
         let (_c, _) = with_pinentry("wrong", "D 9999\\nOK");
         assert_eq!(api::login(a, CKU_USER, None), Err(CkError::PinIncorrect));
         assert_eq!(f.verifies_sent(), 1, "one VERIFY, never retried");
+        // The same wrong PIN from pinentry again is not sent again.
+        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::PinIncorrect));
+        assert_eq!(
+            f.verifies_sent(),
+            1,
+            "a PIN the card refused is not sent again"
+        );
+    }
+    for (i, wrong) in ["9998", "9997"].iter().enumerate() {
+        let (_c, _) = with_pinentry(&format!("wrong{i}"), &format!("D {wrong}\\nOK"));
         api::login(a, CKU_USER, None).unwrap_err();
-        api::login(a, CKU_USER, None).unwrap_err();
+    }
+    {
+        let (_c, _) = with_pinentry("locked", "D 1234\\nOK");
         assert_eq!(f.card.lock().tries_left().0, 0);
         let before = f.verifies_sent();
         // Locked: refused before the pinentry is even started.
@@ -1060,4 +1072,55 @@ fn hidden_tokens_and_pss_switched_off() {
     );
     api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
     api::sign(a, b"x").unwrap();
+}
+
+#[test]
+fn a_refused_pin_is_not_sent_again_and_a_failed_context_login_ends_the_signature() {
+    let f = Fixture::new();
+    let s = f.session(SIGN_SLOT);
+    f.clear_log();
+    assert_eq!(
+        api::login(s, CKU_USER, Some(b"WRONG1")),
+        Err(CkError::PinIncorrect)
+    );
+    // The same wrong password again (as an application loop would send it): not sent.
+    assert_eq!(
+        api::login(s, CKU_USER, Some(b"wrong1")),
+        Err(CkError::PinIncorrect)
+    );
+    assert_eq!(f.verifies_sent(), 1, "{:?}", f.log());
+    assert_eq!(f.card.lock().tries_left().1, 4);
+    // Another wrong one is a new guess: it is sent (and costs a try).
+    assert_eq!(
+        api::login(s, CKU_USER, Some(b"WRONG2")),
+        Err(CkError::PinIncorrect)
+    );
+    assert_eq!(f.card.lock().tries_left().1, 3);
+    api::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
+    assert_eq!(f.card.lock().tries_left().1, 5);
+    let key = private_key(s);
+    api::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    f.clear_log();
+    assert_eq!(
+        api::login(s, CKU_CONTEXT_SPECIFIC, Some(b"WRONG3")),
+        Err(CkError::PinIncorrect)
+    );
+    // NSS retries the per-signature login with the same password: the operation is gone.
+    for _ in 0..5 {
+        assert_eq!(
+            api::login(s, CKU_CONTEXT_SPECIFIC, Some(b"WRONG3")),
+            Err(CkError::OperationNotInitialized)
+        );
+    }
+    assert_eq!(api::sign(s, b"x"), Err(CkError::OperationNotInitialized));
+    assert_eq!(f.verifies_sent(), 1, "{:?}", f.log());
+    assert_eq!(f.card.lock().tries_left().1, 4);
+    // The user is still logged in and can sign with the right password.
+    api::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    api::login(s, CKU_CONTEXT_SPECIFIC, Some(b"JPKITEST1")).unwrap();
+    let sig = api::sign(s, b"x").unwrap();
+    let pubkey = public_key(f.card.lock().sign_cert());
+    assert!(pubkey
+        .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(b"x"), &sig)
+        .is_ok());
 }

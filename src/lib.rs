@@ -20,6 +20,8 @@ pub mod error;
 pub mod ffi;
 pub mod log;
 pub mod pinentry;
+#[cfg(test)]
+mod reliability_tests;
 pub mod state;
 pub mod token;
 pub mod vcard;

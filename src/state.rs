@@ -593,6 +593,12 @@ pub fn login(h: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: Option<&[u8]>) 
             return Err(CkError::PinLocked);
         }
         if let Err(err) = c.verify_pin(key, &pin) {
+            if user_type == CKU_CONTEXT_SPECIFIC {
+                // A failed per-signature login ends the signing operation: NSS presents the
+                // same wrong password again for as long as the operation lives, and each time
+                // would cost a try (5 tries: the key blocked by one mistyped export).
+                s.sign = None;
+            }
             return Err(card_error(r, err, Context::Login));
         }
         if user_type == CKU_USER {

@@ -8,18 +8,6 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn module() -> PathBuf {
-    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libjpki_pkcs11.so")
-}
-
 #[test]
 fn c_client_conformance() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -42,7 +30,7 @@ fn c_client_conformance() {
     );
     let sig = card.state_dir.join("c_client.sig");
     let out = Command::new(&bin)
-        .arg(module())
+        .arg(common::module_path())
         .arg("1234")
         .arg(&sig)
         .output()

@@ -6,41 +6,18 @@
 //! The module is found from `TEST_PKCS11_MODULE`, else next to the test binary
 //! (`target/<profile>/deps/`, else `target/<profile>/`).
 
+mod common;
+
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error, RvError};
 use std::ffi::CString;
-use std::path::PathBuf;
-
-fn module_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let name = format!(
-        "{}jpki_pkcs11{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    // `cargo test` rebuilds target/<profile>/deps/ (next to the test binary) but refreshes
-    // the copy in target/<profile>/ only on `cargo build`: prefer the former.
-    let deps = exe.parent().expect("deps dir");
-    let candidates = [
-        deps.join(&name),
-        deps.parent().expect("target dir").join(&name),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.exists())
-        .cloned()
-        .unwrap_or_else(|| candidates[0].clone())
-}
 
 #[test]
 fn only_the_three_entry_symbols_are_exported() {
-    let path = CString::new(module_path().to_string_lossy().into_owned()).unwrap();
+    let path = CString::new(common::module_path().to_string_lossy().into_owned()).unwrap();
     // SAFETY: dlopen with a valid NUL-terminated path; the handle is closed below.
     let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-    assert!(!handle.is_null(), "cannot load {:?}", module_path());
+    assert!(!handle.is_null(), "cannot load {:?}", common::module_path());
     let has = |sym: &str| {
         let s = CString::new(sym).unwrap();
         // SAFETY: valid handle and NUL-terminated symbol name.
@@ -65,7 +42,7 @@ fn only_the_three_entry_symbols_are_exported() {
 
 #[test]
 fn cryptoki_selects_the_3_0_interface_and_cycles_initialization() {
-    let pkcs11 = Pkcs11::new(module_path()).expect("load module");
+    let pkcs11 = Pkcs11::new(common::module_path()).expect("load module");
     let args = || CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK);
     pkcs11.initialize(args()).expect("C_Initialize");
     match pkcs11.initialize(args()) {

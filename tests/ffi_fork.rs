@@ -3,35 +3,14 @@
 //! keeps working. One test per file: the child of a fork must not inherit other test threads'
 //! locks.
 
+mod common;
+
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error, RvError};
-use std::path::PathBuf;
-
-fn module_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let name = format!(
-        "{}jpki_pkcs11{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    let deps = exe.parent().expect("deps dir");
-    let candidates = [
-        deps.join(&name),
-        deps.parent().expect("target dir").join(&name),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.exists())
-        .cloned()
-        .unwrap_or_else(|| candidates[0].clone())
-}
 
 #[test]
 fn forked_child_must_initialize_and_parent_is_unaffected() {
-    let pkcs11 = Pkcs11::new(module_path()).expect("load module");
+    let pkcs11 = Pkcs11::new(common::module_path()).expect("load module");
     let args = || CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK);
     pkcs11.initialize(args()).expect("C_Initialize");
     pkcs11.get_all_slots().expect("C_GetSlotList in the parent");

@@ -5,7 +5,7 @@ mod common;
 
 use common::VCard;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use x509_cert::der::Decode;
 
@@ -38,23 +38,11 @@ fn jpki(args: &[&str]) -> (i32, String, String) {
     (code, String::from_utf8_lossy(&out).into_owned(), err)
 }
 
-fn module() -> PathBuf {
-    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libjpki_pkcs11.so")
-}
-
 /// Whether the module accepts `pin` for the token `label` (pkcs11-tool --login).
 fn module_login_ok(label: &str, pin: &str) -> (bool, String) {
     let out = Command::new("timeout")
         .args(["60", "pkcs11-tool", "--module"])
-        .arg(module())
+        .arg(common::module_path())
         .args(["--token-label", label, "--login", "--pin", pin, "-O"])
         .output()
         .expect("pkcs11-tool");

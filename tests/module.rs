@@ -13,26 +13,11 @@ use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
-use rsa::pkcs1::DecodeRsaPublicKey;
-use rsa::{Pkcs1v15Sign, Pss, RsaPublicKey};
+use rsa::{Pkcs1v15Sign, Pss};
 use sha2::{Digest, Sha256};
-use std::path::PathBuf;
-use x509_cert::der::Decode;
-
-/// The module under test: `$TEST_PKCS11_MODULE`, or the cdylib built beside this test binary.
-fn module_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let so = dir.join("libjpki_pkcs11.so");
-    assert!(so.exists(), "{} not built", so.display());
-    so
-}
 
 fn load() -> Pkcs11 {
-    let p = Pkcs11::new(module_path()).expect("load the module");
+    let p = Pkcs11::new(common::module_path()).expect("load the module");
     p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         .expect("C_Initialize");
     p
@@ -60,17 +45,6 @@ fn slots(p: &Pkcs11, card: &VCard) -> (Slot, Slot) {
     );
     assert!(label(found[1]).contains("Signature"), "{}", label(found[1]));
     (found[0], found[1])
-}
-
-fn public_key(der: &[u8]) -> RsaPublicKey {
-    let cert = x509_cert::Certificate::from_der(der).unwrap();
-    RsaPublicKey::from_pkcs1_der(
-        cert.tbs_certificate
-            .subject_public_key_info
-            .subject_public_key
-            .raw_bytes(),
-    )
-    .unwrap()
 }
 
 fn classes(s: &Session) -> Vec<ObjectClass> {
@@ -250,7 +224,7 @@ fn both_keys_sign_with_every_mechanism() {
     let (auth, sign) = slots(&p, &card);
     let msg = b"the quick brown fox";
     for (slot, secret, cert) in [(auth, "1234", "auth"), (sign, "JPKITEST1", "sign")] {
-        let pubkey = public_key(&card.cert(cert));
+        let pubkey = common::rsa_public_key(&card.cert(cert));
         let s = p.open_rw_session(slot).unwrap();
         s.login(UserType::User, Some(&pin(secret))).unwrap();
         let key = private_key(&s);
@@ -378,13 +352,24 @@ fn pins_are_checked_before_the_card_sees_them_and_blocking_is_reported() {
     assert_eq!(verifies_sent(&card), 1);
     let info = p.get_token_info(auth).unwrap();
     assert!(info.user_pin_count_low() && !info.user_pin_final_try());
+    // The PIN the card just refused is not sent again (an application loop would burn tries).
     assert_eq!(
         rv(a.login(UserType::User, Some(&pin("0000"))).unwrap_err()),
         RvError::PinIncorrect
     );
+    assert_eq!(
+        verifies_sent(&card),
+        1,
+        "the same wrong PIN is not sent twice"
+    );
+    assert_eq!(card.tries_left().0, 2);
+    assert_eq!(
+        rv(a.login(UserType::User, Some(&pin("0001"))).unwrap_err()),
+        RvError::PinIncorrect
+    );
     assert!(p.get_token_info(auth).unwrap().user_pin_final_try());
     assert_eq!(
-        rv(a.login(UserType::User, Some(&pin("0000"))).unwrap_err()),
+        rv(a.login(UserType::User, Some(&pin("0002"))).unwrap_err()),
         RvError::PinIncorrect
     );
     assert!(p.get_token_info(auth).unwrap().user_pin_locked());
@@ -471,7 +456,7 @@ fn the_card_is_left_locked_for_other_processes() {
     // Our own sessions still work after the other process's attempts.
     a.login(UserType::User, Some(&pin("1234"))).unwrap();
     let sig = a.sign(&Mechanism::Sha256RsaPkcs, key, b"data").unwrap();
-    let pubkey = public_key(&card.cert("auth"));
+    let pubkey = common::rsa_public_key(&card.cert("auth"));
     assert!(pubkey
         .verify(
             Pkcs1v15Sign::new::<Sha256>(),

@@ -9,21 +9,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn module() -> PathBuf {
-    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let so = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libjpki_pkcs11.so");
-    assert!(so.exists(), "{} not built", so.display());
-    so
-}
-
 const AUTH: &str = "JPKI User Authentication";
 const SIGN: &str = "JPKI Digital Signature";
 
@@ -68,7 +53,7 @@ impl Setup {
             .arg("60")
             .arg("pkcs11-tool")
             .arg("--module")
-            .arg(module())
+            .arg(common::module_path())
             .args(args)
             .env("JPKI_PKCS11_CONF", &self.conf)
             .env("HOME", &self.dir)

@@ -4,20 +4,8 @@
 mod common;
 
 use common::VCard;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn module() -> PathBuf {
-    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libjpki_pkcs11.so")
-}
 
 /// Runs pkcs11-tool with the module; panics with its output on failure.
 fn tool(args: &[&str]) -> String {
@@ -34,7 +22,7 @@ fn tool(args: &[&str]) -> String {
 fn tool_raw(args: &[&str]) -> Output {
     Command::new("pkcs11-tool")
         .arg("--module")
-        .arg(module())
+        .arg(common::module_path())
         .args(args)
         .output()
         .expect("run pkcs11-tool (Debian package opensc)")

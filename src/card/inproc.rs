@@ -49,6 +49,20 @@ impl InProcSystem {
         card
     }
 
+    /// Inserts (again) a card the test already holds, e.g. the one a fault pulled out, with its
+    /// counters as they are.
+    pub fn insert_shared(&self, i: usize, card: Arc<Mutex<VirtualCard>>) {
+        card.lock().power_on();
+        let mut readers = self.readers.lock();
+        readers[i].card = Some(card);
+        readers[i].events += 1;
+    }
+
+    /// Whether reader `i` holds a card.
+    pub fn has_card(&self, i: usize) -> bool {
+        self.readers.lock().get(i).is_some_and(|r| r.card.is_some())
+    }
+
     /// Removes the card from reader `i` (powered off).
     pub fn remove(&self, i: usize) -> Option<Arc<Mutex<VirtualCard>>> {
         let mut readers = self.readers.lock();
@@ -155,7 +169,20 @@ struct InProcTransaction<'a> {
 impl Transaction for InProcTransaction<'_> {
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, Error> {
         let (card, _) = self.chan.card()?;
-        let resp = card.lock().transmit(apdu);
+        let (resp, pulled) = {
+            let mut c = card.lock();
+            let resp = c.transmit(apdu);
+            (resp, c.take_pulled())
+        };
+        if pulled {
+            // Fault injection: the card was pulled before its answer reached the reader.
+            let mut readers = self.chan.readers.lock();
+            if let Some(r) = readers.iter_mut().find(|r| r.name == self.chan.name) {
+                r.card = None;
+                r.events += 1;
+            }
+            return Err(Error::CardRemoved);
+        }
         Ok(resp)
     }
 }

@@ -73,6 +73,8 @@ macro_rules! not_supported {
 
 pub mod args;
 pub mod general;
+#[cfg(test)]
+mod hostile_tests;
 pub mod keys;
 pub mod object;
 pub mod parallel;

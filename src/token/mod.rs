@@ -32,6 +32,24 @@ pub struct TokenState {
     pub cert: Option<Arc<Cert>>,
     /// The issuing CA's certificate, once read.
     pub ca: Option<Arc<Cert>>,
+    /// A salted hash of the last PIN the card refused for this token (see [`pin_fingerprint`]).
+    wrong_pin: Option<[u8; 32]>,
+}
+
+/// A salted SHA-256 of a PIN, to recognise a PIN the card has just refused without keeping the
+/// PIN itself. The salt is random per process.
+fn pin_fingerprint(pin: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    static SALT: once_cell::sync::Lazy<[u8; 32]> = once_cell::sync::Lazy::new(|| {
+        use rsa::rand_core::RngCore;
+        let mut salt = [0u8; 32];
+        rsa::rand_core::OsRng.fill_bytes(&mut salt);
+        salt
+    });
+    let mut h = Sha256::new();
+    h.update(*SALT);
+    h.update(pin);
+    h.finalize().into()
 }
 
 /// A My Number Card connected in a reader.
@@ -130,27 +148,58 @@ impl BoundCard {
         let tries = self.run(|x| jpki::pin_tries(x, key, &mut sfi));
         self.sfi = sfi;
         let tries = tries?;
-        self.token_mut(key).tries = Some(tries);
+        let t = self.token_mut(key);
+        if t.tries != Some(tries) {
+            // The counter moved without us (another program, or our last answer was not what
+            // the card did): what we knew about a refused PIN may be stale.
+            t.wrong_pin = None;
+        }
+        t.tries = Some(tries);
         Ok(tries)
     }
 
-    /// Remembers what a VERIFY's status word says about the tries left.
-    fn note_verify_result(&mut self, key: KeyRef, res: &Result<(), Error>) {
+    /// Remembers what a VERIFY of `pin` says: the tries left, and whether the card refused
+    /// that PIN.
+    fn note_verify_result(&mut self, key: KeyRef, pin: &[u8], res: &Result<(), Error>) {
+        let t = self.token_mut(key);
         match res {
-            Ok(()) => self.token_mut(key).tries = Some(PinTries::Left(key.max_tries())),
+            Ok(()) => {
+                t.tries = Some(PinTries::Left(key.max_tries()));
+                t.wrong_pin = None;
+            }
             Err(Error::Status(sw)) => {
-                if let Some(t) = PinTries::from_sw(*sw) {
-                    self.token_mut(key).tries = Some(t);
+                if let Some(tries) = PinTries::from_sw(*sw) {
+                    t.tries = Some(tries);
+                    t.wrong_pin = Some(pin_fingerprint(pin));
                 }
             }
             Err(_) => {}
         }
     }
 
+    /// Refuses, without asking the card, a PIN it cannot accept: any PIN for a blocked key, and
+    /// the very PIN the card refused last for this key. Applications (NSS, for one) may present
+    /// the same wrong PIN again and again; each time would cost a try.
+    fn precheck(&self, key: KeyRef, pin: &[u8]) -> Result<(), Error> {
+        let t = self.token(key);
+        match t.tries {
+            Some(PinTries::Blocked) => return Err(Error::Status(0x6984)),
+            Some(PinTries::Left(n)) if t.wrong_pin == Some(pin_fingerprint(pin)) => {
+                crate::log::debug(format_args!(
+                    "the PIN the card refused last: not sent again"
+                ));
+                return Err(Error::Status(0x63C0 | u16::from(n.min(15))));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Presents `pin` (normalized) for `key` once. On success, also reads the key's certificate
     /// if it is not cached yet, in the same transaction (the signature certificate can only be
     /// read while the password is verified). Does not keep the PIN: the caller does.
     pub fn verify_pin(&mut self, key: KeyRef, pin: &[u8]) -> Result<(), Error> {
+        self.precheck(key, pin)?;
         let need_cert = self.token(key).cert.is_none();
         let head = if key == KeyRef::Auth {
             self.auth_head.clone()
@@ -168,10 +217,14 @@ impl BoundCard {
             Ok(())
         });
         self.sfi = sfi;
-        self.note_verify_result(key, &res);
+        self.note_verify_result(key, pin, &res);
         res?;
-        if let Some(der) = cert_der {
-            self.token_mut(key).cert = Some(Arc::new(Cert::parse(der)?));
+        match cert_der.map(Cert::parse) {
+            Some(Ok(cert)) => self.token_mut(key).cert = Some(Arc::new(cert)),
+            // Not a failed login. The head read at bind time may be what was wrong: the
+            // certificate is read again, whole, when it is needed.
+            _ if need_cert && key == KeyRef::Auth => self.auth_head.clear(),
+            _ => {}
         }
         Ok(())
     }
@@ -190,16 +243,33 @@ impl BoundCard {
         let mut sfi = self.sfi;
         let der = match (key, pin) {
             (KeyRef::Auth, _) => {
-                self.run(|x| jpki::read_der_file(x, key.cert_ef(), &head, &mut sfi))
+                let read = self.run(|x| jpki::read_der_file(x, key.cert_ef(), &head, &mut sfi));
+                let parsed = read.and_then(Cert::parse);
+                match parsed {
+                    Ok(cert) => {
+                        self.sfi = sfi;
+                        let cert = Arc::new(cert);
+                        self.token_mut(key).cert = Some(cert.clone());
+                        return Ok(cert);
+                    }
+                    // The head read at bind time may be what was wrong (a bad answer then):
+                    // read the whole file again rather than reuse it forever.
+                    Err(Error::Malformed(_) | Error::Status(_)) if !head.is_empty() => {
+                        self.auth_head.clear();
+                        self.run(|x| jpki::read_der_file(x, key.cert_ef(), &[], &mut sfi))
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             (KeyRef::Sign, Some(pin)) => {
+                self.precheck(key, pin)?;
                 let mut verified = Ok(());
                 let res = self.run(|x| {
                     verified = jpki::verify(x, key, pin, &sfi);
                     verified.clone()?;
                     jpki::read_der_file(x, key.cert_ef(), &[], &mut sfi)
                 });
-                self.note_verify_result(key, &verified);
+                self.note_verify_result(key, pin, &verified);
                 res
             }
             (KeyRef::Sign, None) => return Err(Error::Status(0x6982)),
@@ -233,6 +303,7 @@ impl BoundCard {
         data: &[u8],
         sig_len: usize,
     ) -> Result<Vec<u8>, Error> {
+        self.precheck(key, pin)?;
         let mut verified = Ok(());
         let mut sfi = self.sfi;
         let res = self.run(|x| {
@@ -241,7 +312,7 @@ impl BoundCard {
             jpki::sign(x, key, mode, data, sig_len, &mut sfi)
         });
         self.sfi = sfi;
-        self.note_verify_result(key, &verified);
+        self.note_verify_result(key, pin, &verified);
         res
     }
 
@@ -255,6 +326,7 @@ impl BoundCard {
 
     /// Changes `key`'s PIN: presents `old`, then sets `new` (both normalized).
     pub fn change_pin(&mut self, key: KeyRef, old: &[u8], new: &[u8]) -> Result<(), Error> {
+        self.precheck(key, old)?;
         let mut verified = Ok(());
         let sfi = self.sfi;
         let res = self.run(|x| {
@@ -262,7 +334,7 @@ impl BoundCard {
             verified.clone()?;
             jpki::change_pin(x, key, new)
         });
-        self.note_verify_result(key, &verified);
+        self.note_verify_result(key, old, &verified);
         res
     }
 

@@ -18,8 +18,11 @@
 //!   two → `6E00`.
 
 mod der;
+pub mod fault;
 mod pki;
 pub mod vpcd;
+
+pub use fault::{CertDamage, CertFile, Fault};
 
 use once_cell::sync::Lazy;
 use pki::Pki;
@@ -228,6 +231,15 @@ pub struct VirtualCard {
     pss: PssBehaviour,
     /// Accepts short EF identifiers (READ BINARY P1=80|SFI, VERIFY/SIGN P2=80|SFI).
     sfi: bool,
+    faults: Vec<Fault>,
+    /// Command APDUs since the faults were set (for [`Fault::StatusAt`]).
+    fault_count: usize,
+    /// Data and status word still to be fetched with GET RESPONSE ([`Fault::GetResponse`]).
+    pending: Option<(Vec<u8>, u16, u8)>,
+    /// [`Fault::WrongLe`]: the last matching command was answered `6Cxx`.
+    le_toggle: bool,
+    /// [`Fault::RemoveAfterVerify`] fired: the card left the reader.
+    pulled: bool,
 }
 
 /// How the card answers the PSS signing modes (P1 04 and 05). A real card's PSS support is
@@ -274,6 +286,11 @@ impl VirtualCard {
             latency: Duration::ZERO,
             pss: PssBehaviour::Normal,
             sfi: true,
+            faults: Vec::new(),
+            fault_count: 0,
+            pending: None,
+            le_toggle: false,
+            pulled: false,
         }
     }
 
@@ -432,7 +449,14 @@ impl VirtualCard {
             self.auth.value.clone(),
             self.sign.value.clone(),
         );
-        let resp = self.process(apdu);
+        self.fault_count += 1;
+        let resp = match self.fault_before(apdu) {
+            Some(r) => r,
+            None => {
+                let r = self.process(apdu);
+                self.fault_after(apdu, r)
+            }
+        };
         let after = (
             self.auth.tries,
             self.sign.tries,
@@ -494,7 +518,6 @@ impl VirtualCard {
         (self.auth.tries, self.sign.tries)
     }
 
-    /// Delay the vpcd runner waits before each answer (simulates a slow card).
     /// Makes the card refuse short EF identifiers with `6A86`, as a card that only knows
     /// `SELECT` + `P2=80` would (for tests of the module's fallback).
     pub fn set_sfi(&mut self, accept: bool) {
@@ -506,6 +529,126 @@ impl VirtualCard {
         self.pss = behaviour;
     }
 
+    /// Sets one fault mode (replacing any others); see [`Fault`].
+    pub fn set_fault(&mut self, fault: Fault) {
+        self.set_faults(vec![fault]);
+    }
+
+    /// Sets several fault modes at once (replacing any others).
+    pub fn set_faults(&mut self, faults: Vec<Fault>) {
+        self.faults = faults;
+        self.fault_count = 0;
+        self.pending = None;
+        self.le_toggle = false;
+        self.rebuild_cert_efs();
+    }
+
+    /// Back to a healthy card (PSS behaviour and latency untouched).
+    pub fn clear_faults(&mut self) {
+        self.set_faults(Vec::new());
+    }
+
+    /// Whether a [`Fault::RemoveAfterVerify`] pulled the card since the last call (the
+    /// in-process reader and the vpcd runner then take the card out of the reader).
+    pub fn take_pulled(&mut self) -> bool {
+        std::mem::take(&mut self.pulled)
+    }
+
+    fn rebuild_cert_efs(&mut self) {
+        self.auth_cert_ef = cert_ef(&self.pki.auth_cert);
+        self.auth_ca_ef = cert_ef(&self.pki.auth_ca_cert);
+        self.sign_cert_ef = cert_ef(&self.pki.sign_cert);
+        self.sign_ca_ef = cert_ef(&self.pki.sign_ca_cert);
+        for f in &self.faults {
+            if let Fault::Cert { file, damage } = f {
+                let ef = match file {
+                    CertFile::Auth => &mut self.auth_cert_ef,
+                    CertFile::AuthCa => &mut self.auth_ca_ef,
+                    CertFile::Sign => &mut self.sign_cert_ef,
+                    CertFile::SignCa => &mut self.sign_ca_ef,
+                };
+                fault::damage_cert(ef, *damage);
+            }
+        }
+    }
+
+    /// Faults that answer instead of the card.
+    fn fault_before(&mut self, apdu: &[u8]) -> Option<Vec<u8>> {
+        let ins = *apdu.get(1)?;
+        if ins == 0xC0 {
+            if self
+                .faults
+                .iter()
+                .any(|f| matches!(f, Fault::EndlessGetResponse { .. }))
+            {
+                return Some(vec![0x61, 0x01]);
+            }
+            if let Some((mut data, sw, chunk)) = self.pending.take() {
+                let le = match apdu.get(4) {
+                    Some(0) | None => 256,
+                    Some(n) => usize::from(*n),
+                };
+                let n = le.min(usize::from(chunk).max(1)).min(data.len());
+                let mut out: Vec<u8> = data.drain(..n).collect();
+                if data.is_empty() {
+                    out.extend_from_slice(&sw.to_be_bytes());
+                } else {
+                    let next = data.len().min(usize::from(chunk).max(1)).min(255) as u8;
+                    out.extend_from_slice(&[0x61, next]);
+                    self.pending = Some((data, sw, chunk));
+                }
+                return Some(out);
+            }
+        }
+        let count = self.fault_count;
+        self.faults.iter().find_map(|f| match *f {
+            Fault::StatusAt { n, sw } if n == count => Some(status(sw)),
+            Fault::StatusFor { ins: i, sw } if i == ins => Some(status(sw)),
+            _ => None,
+        })
+    }
+
+    /// Faults that change the card's answer.
+    fn fault_after(&mut self, apdu: &[u8], mut resp: Vec<u8>) -> Vec<u8> {
+        let Some(&ins) = apdu.get(1) else {
+            return resp;
+        };
+        for f in self.faults.clone() {
+            match f {
+                Fault::Truncate { ins: i, keep } if i == ins => resp.truncate(keep),
+                Fault::Oversize { ins: i, extra } if i == ins && resp.len() >= 2 => {
+                    let at = resp.len() - 2;
+                    resp.splice(at..at, std::iter::repeat(0x5A).take(extra));
+                }
+                Fault::GetResponse { ins: i, chunk } if i == ins && resp.len() > 2 => {
+                    let (data, sw) = resp.split_at(resp.len() - 2);
+                    let sw = u16::from_be_bytes([sw[0], sw[1]]);
+                    let first = data.len().min(usize::from(chunk).max(1)).min(255) as u8;
+                    self.pending = Some((data.to_vec(), sw, chunk));
+                    resp = vec![0x61, first];
+                }
+                Fault::EndlessGetResponse { ins: i } if i == ins => resp = vec![0x61, 0x01],
+                Fault::WrongLe { ins: i } if i == ins && resp.len() > 2 && has_le(apdu) => {
+                    self.le_toggle = !self.le_toggle;
+                    if self.le_toggle {
+                        resp = vec![0x6C, (resp.len() - 2) as u8];
+                    }
+                }
+                Fault::CorruptSignature if ins == 0x2A && resp.len() > 102 => resp[100] ^= 0x01,
+                Fault::Slow { ins: i, delay } if i == ins => std::thread::sleep(delay),
+                Fault::RemoveAfterVerify if ins == 0x20 && apdu.len() > 5 => {
+                    self.faults.retain(|f| *f != Fault::RemoveAfterVerify);
+                    self.pulled = true;
+                    self.power_off();
+                    return Vec::new();
+                }
+                _ => {}
+            }
+        }
+        resp
+    }
+
+    /// Delay the vpcd runner waits before each answer (simulates a slow card).
     pub fn set_latency(&mut self, d: Duration) {
         self.latency = d;
     }
@@ -760,6 +903,15 @@ impl VirtualCard {
         let mut out = vec![0u8; n];
         OsRng.fill_bytes(&mut out);
         Ok(out)
+    }
+}
+
+/// Whether a command APDU (short form) ends with an Le.
+fn has_le(apdu: &[u8]) -> bool {
+    match apdu.len() {
+        0..=4 => false,
+        5 => true,
+        n => n == 6 + usize::from(apdu[4]),
     }
 }
 

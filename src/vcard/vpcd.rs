@@ -84,6 +84,14 @@ fn serve(card: &mut VirtualCard, mut stream: TcpStream, log: &mut Option<File>) 
             [_] | [] => None,
             apdu => {
                 let resp = card.transmit(apdu);
+                if card.take_pulled() {
+                    // Fault injection: the card leaves the reader without answering.
+                    flush_log(card, log)?;
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "card pulled out (fault injection)",
+                    ));
+                }
                 std::thread::sleep(card.latency());
                 Some(resp)
             }

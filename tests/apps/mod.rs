@@ -13,15 +13,7 @@ use std::time::{Duration, Instant};
 
 /// The module under test: `$TEST_PKCS11_MODULE`, or the cdylib next to the test binary.
 pub fn module() -> PathBuf {
-    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libjpki_pkcs11.so")
+    super::common::module_path()
 }
 
 /// stdout and stderr of a finished command, as one text.

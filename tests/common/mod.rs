@@ -328,3 +328,40 @@ impl Drop for PortLock {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The module under test: `$TEST_PKCS11_MODULE`, or the cdylib cargo built for this test run
+/// (`target/<profile>/deps/`, falling back to `target/<profile>/`).
+pub fn module_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let name = format!(
+        "{}jpki_pkcs11{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let deps = exe.parent().expect("deps dir");
+    let candidates = [
+        deps.join(&name),
+        deps.parent().expect("target dir").join(&name),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| candidates[1].clone())
+}
+
+/// The RSA public key of a DER certificate (to verify the module's signatures outside it).
+pub fn rsa_public_key(cert_der: &[u8]) -> rsa::RsaPublicKey {
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(cert_der).expect("a DER certificate");
+    let bits = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes();
+    rsa::RsaPublicKey::from_pkcs1_der(bits).expect("an RSA public key")
+}

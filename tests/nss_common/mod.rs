@@ -12,15 +12,7 @@ use std::time::{Duration, Instant};
 
 /// The built module (`TEST_PKCS11_MODULE` overrides).
 pub fn module() -> PathBuf {
-    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libjpki_pkcs11.so")
+    super::common::module_path()
 }
 
 /// Runs a command; panics with its output unless it succeeds. Returns stdout + stderr.

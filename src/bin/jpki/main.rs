@@ -35,10 +35,16 @@ commands:
       Add (remove) the PKCS#11 module to every Firefox profile of the user, to ~/.pki/nssdb
       (Chromium, LibreOffice, Thunderbird), or to the user's p11-kit configuration.
   virtual-card [--state DIR] [--log FILE] [--host HOST] [--port PORT] [--latency-ms N]
+               [--fault SPEC]...
       Run the virtual My Number Card (test PKI, fictional holder) as the card in pcscd's
       vpcd reader (port 35963 = \"Virtual PCD 00 00\", 35964 = \"Virtual PCD 00 01\").
       The card lives in DIR (default $XDG_STATE_HOME/jpki-virtual-card or
       ~/.local/state/jpki-virtual-card); it is created there on first use.
+      --fault makes the card misbehave (tests only; INS and SW in hex): status-at:N:SW,
+      status:INS:SW, truncate:INS:KEEP, oversize:INS:EXTRA, get-response:INS:CHUNK,
+      endless-get-response:INS, wrong-le:INS, corrupt-signature, slow:INS:MS,
+      remove-after-verify, cert-bogus:FILE, cert-length:FILE:LEN, cert-long-form:FILE
+      (FILE = auth, auth-ca, sign, sign-ca).
   help
       Show this text.
 
@@ -118,6 +124,7 @@ fn virtual_card(mut args: Args) -> Result<u8, Fail> {
         log: None,
     };
     let mut latency_ms = 0u64;
+    let mut faults = Vec::new();
     while let Some((name, inline)) = args.next_option()? {
         match name.as_str() {
             "--state" => state = Some(PathBuf::from(args.value(&name, inline)?)),
@@ -125,6 +132,11 @@ fn virtual_card(mut args: Args) -> Result<u8, Fail> {
             "--host" => opts.host = args.parsed(&name, inline)?,
             "--port" => opts.port = args.parsed(&name, inline)?,
             "--latency-ms" => latency_ms = args.parsed(&name, inline)?,
+            "--fault" => {
+                let spec = args.value(&name, inline)?;
+                let spec = spec.to_str().unwrap_or_default();
+                faults.push(vcard::Fault::parse(spec).map_err(Fail::usage)?);
+            }
             _ => return Err(Fail::usage(format!("virtual-card: unknown option {name}"))),
         }
     }
@@ -137,6 +149,9 @@ fn virtual_card(mut args: Args) -> Result<u8, Fail> {
         }
     };
     card.set_latency(Duration::from_millis(latency_ms));
+    if !faults.is_empty() {
+        card.set_faults(faults);
+    }
     if let Err(e) = vcard::vpcd::run(card, &opts) {
         eprintln!("jpki virtual-card: {e}");
         return Ok(util::exit::FAILURE);
