@@ -8,13 +8,13 @@
 
 mod common;
 
-use common::VCard;
+use common::{module_path, VCard};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,18 +22,6 @@ const AUTH: &str = "JPKI User Authentication";
 const SIGN: &str = "JPKI Digital Signature";
 /// Signatures in the one-session flow of this test (the benchmark does 100).
 const SIGNATURES: usize = 5;
-
-/// The module under test: `$TEST_PKCS11_MODULE`, or the cdylib built beside this test binary.
-fn module_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("TEST_PKCS11_MODULE") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let so = dir.join("libjpki_pkcs11.so");
-    assert!(so.exists(), "{} not built", so.display());
-    so
-}
 
 /// Waits until pcscd has powered the idle card off (the log's last power event), as the
 /// benchmark does before each flow: every flow starts from a cold card.
