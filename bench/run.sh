@@ -2,7 +2,7 @@
 # The benchmark of issue #6: this module against OpenSC's module on the same virtual My Number
 # Card, through the real pcscd, at 0 ms and 25 ms simulated latency per APDU.
 #
-#   bench/run.sh            # ≈ 6 minutes; prints the markdown results and writes them into
+#   bench/run.sh            # ≈ 5 minutes; prints the markdown results and writes them into
 #                           # docs/performance.md between the bench markers
 #
 # Environment (all optional):
