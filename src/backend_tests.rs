@@ -1124,3 +1124,43 @@ fn a_refused_pin_is_not_sent_again_and_a_failed_context_login_ends_the_signature
         .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(b"x"), &sig)
         .is_ok());
 }
+
+#[test]
+fn a_card_without_the_jpki_application_shows_no_token() {
+    use crate::vcard::Fault;
+    let f = Fixture::new();
+    f.sys.remove(0);
+    let mut other = VirtualCard::in_memory();
+    // Every SELECT refused, as a card without the JPKI application (a bank card, say) answers.
+    other.set_fault(Fault::StatusFor {
+        ins: 0xA4,
+        sw: 0x6A82,
+    });
+    let other = f.sys.insert(0, other);
+    assert_eq!(api::get_slot_list(true).unwrap(), Vec::<CK_SLOT_ID>::new());
+    assert_eq!(api::get_slot_list(false).unwrap(), vec![0, 1]);
+    assert_eq!(
+        api::get_slot_info(AUTH_SLOT).unwrap().flags & CKF_TOKEN_PRESENT,
+        0
+    );
+    assert_eq!(
+        api::get_token_info(AUTH_SLOT).err(),
+        Some(CkError::TokenNotPresent)
+    );
+    assert_eq!(
+        api::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).err(),
+        Some(CkError::TokenNotPresent)
+    );
+    // It was asked once (SELECT JPKI), not again on every call.
+    let selects = other
+        .lock()
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("00A4"))
+        .count();
+    assert_eq!(selects, 1, "{:?}", other.lock().log());
+    // A My Number Card in its place is found.
+    f.sys.remove(0);
+    f.sys.insert(0, VirtualCard::in_memory());
+    assert_eq!(api::get_slot_list(true).unwrap(), vec![0, 1]);
+}
