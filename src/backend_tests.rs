@@ -4,120 +4,14 @@
 use crate::api::{self, AttrValue, MechParams, Mechanism, PssParams};
 use crate::card::inproc::InProcSystem;
 use crate::error::CkError;
+use crate::test_support::*;
 use crate::vcard::VirtualCard;
 use cryptoki_sys::*;
-use parking_lot::Mutex;
-use rsa::pkcs1::DecodeRsaPublicKey;
-use rsa::{Pkcs1v15Sign, Pss, RsaPublicKey};
+use rsa::{Pkcs1v15Sign, Pss};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
-use x509_cert::der::Decode;
 
 const AUTH_SLOT: CK_SLOT_ID = 0;
 const SIGN_SLOT: CK_SLOT_ID = 1;
-
-/// A module initialized on one in-process reader holding a virtual card.
-struct Fixture {
-    sys: Arc<InProcSystem>,
-    card: Arc<Mutex<VirtualCard>>,
-    _guard: parking_lot::MutexGuard<'static, ()>,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let guard = crate::state::TEST_LOCK.lock();
-        let _ = api::finalize();
-        let sys = InProcSystem::new(&["Test Reader 00"]);
-        let card = sys.insert(0, VirtualCard::in_memory());
-        crate::state::use_card_system(Some(sys.clone()));
-        api::initialize().unwrap();
-        Fixture {
-            sys,
-            card,
-            _guard: guard,
-        }
-    }
-
-    fn session(&self, slot: CK_SLOT_ID) -> CK_SESSION_HANDLE {
-        api::get_slot_list(false).unwrap();
-        api::open_session(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION).unwrap()
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.card.lock().log().to_vec()
-    }
-
-    fn clear_log(&self) {
-        self.card.lock().clear_log();
-    }
-
-    fn verifies_sent(&self) -> usize {
-        // VERIFY with data: "0020" + P1P2 + Lc != 00 (data masked with '*').
-        self.log()
-            .iter()
-            .filter(|l| l.starts_with("0020") && l.contains('*'))
-            .count()
-    }
-
-    /// As another process would: SELECT JPKI, SELECT the key EF, COMPUTE DIGITAL SIGNATURE.
-    fn other_process_sign_sw(&self, key_ef: u8) -> u16 {
-        let mut c = self.card.lock();
-        let sel = c.transmit(&[
-            0, 0xA4, 4, 0x0C, 10, 0xD3, 0x92, 0xF0, 0, 0x26, 1, 0, 0, 0, 1,
-        ]);
-        assert_eq!(sel, [0x90, 0]);
-        assert_eq!(c.transmit(&[0, 0xA4, 2, 0x0C, 2, 0, key_ef]), [0x90, 0]);
-        let mut apdu = vec![0x80, 0x2A, 0, 0x80, 51];
-        apdu.extend_from_slice(&digest_info(b"x"));
-        apdu.push(0);
-        let r = c.transmit(&apdu);
-        u16::from_be_bytes([r[r.len() - 2], r[r.len() - 1]])
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = api::finalize();
-        crate::state::use_card_system(None);
-    }
-}
-
-fn digest_info(msg: &[u8]) -> Vec<u8> {
-    let mut di = vec![
-        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
-        0x05, 0x00, 0x04, 0x20,
-    ];
-    di.extend_from_slice(&Sha256::digest(msg));
-    di
-}
-
-fn public_key(cert_der: &[u8]) -> RsaPublicKey {
-    let cert = x509_cert::Certificate::from_der(cert_der).unwrap();
-    let bits = cert
-        .tbs_certificate
-        .subject_public_key_info
-        .subject_public_key
-        .raw_bytes();
-    RsaPublicKey::from_pkcs1_der(bits).unwrap()
-}
-
-fn mech(m: CK_MECHANISM_TYPE) -> Mechanism {
-    Mechanism {
-        mechanism: m,
-        params: MechParams::None,
-    }
-}
-
-fn pss(m: CK_MECHANISM_TYPE) -> Mechanism {
-    Mechanism {
-        mechanism: m,
-        params: MechParams::Pss(PssParams {
-            hash_alg: CKM_SHA256,
-            mgf: CKG_MGF1_SHA256,
-            s_len: 32,
-        }),
-    }
-}
 
 fn find(h: CK_SESSION_HANDLE, template: api::Template) -> Vec<CK_OBJECT_HANDLE> {
     api::find_objects_init(h, template).unwrap();

@@ -23,5 +23,7 @@ pub mod pinentry;
 #[cfg(test)]
 mod reliability_tests;
 pub mod state;
+#[cfg(test)]
+mod test_support;
 pub mod token;
 pub mod vcard;

@@ -13,19 +13,17 @@
 //! `cargo test --lib reliability -- --nocapture` prints the outcome counts per fault class
 //! (the figures in `docs/reliability.md`).
 
-use crate::api::{self, AttrValue, MechParams, Mechanism, PssParams};
-use crate::card::inproc::InProcSystem;
+use crate::api::{self, AttrValue, Mechanism};
 use crate::error::{CkError, CkResult};
+use crate::test_support::*;
 use crate::vcard::{CertDamage, CertFile, Fault, VirtualCard};
 use cryptoki_sys::*;
 use parking_lot::Mutex;
-use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::{Pkcs1v15Sign, Pss, RsaPublicKey};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use x509_cert::der::Decode;
 
 const AUTH_SLOT: CK_SLOT_ID = 0;
 const SIGN_SLOT: CK_SLOT_ID = 1;
@@ -46,135 +44,6 @@ const ALLOWED: [CkError; 10] = [
     CkError::PinLocked,
     CkError::MechanismInvalid,
 ];
-
-/// A module initialized on one in-process reader holding a virtual card (as in
-/// `backend_tests`).
-pub(crate) struct Fixture {
-    pub sys: Arc<InProcSystem>,
-    pub card: Arc<Mutex<VirtualCard>>,
-    _guard: parking_lot::MutexGuard<'static, ()>,
-}
-
-impl Fixture {
-    pub fn new() -> Fixture {
-        Self::with_card(VirtualCard::in_memory())
-    }
-
-    pub fn with_card(card: VirtualCard) -> Fixture {
-        let guard = crate::state::TEST_LOCK.lock();
-        let _ = api::finalize();
-        let sys = InProcSystem::new(&["Test Reader 00"]);
-        let card = sys.insert(0, card);
-        crate::state::use_card_system(Some(sys.clone()));
-        api::initialize().unwrap();
-        Fixture {
-            sys,
-            card,
-            _guard: guard,
-        }
-    }
-
-    pub fn session(&self, slot: CK_SLOT_ID) -> CK_SESSION_HANDLE {
-        api::get_slot_list(false).unwrap();
-        api::open_session(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION)
-            .unwrap_or_else(|e| panic!("open session on slot {slot}: {e}"))
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.card.lock().log().to_vec()
-    }
-
-    fn clear_log(&self) {
-        self.card.lock().clear_log();
-    }
-
-    /// Command APDUs in the log.
-    fn commands(&self) -> Vec<Vec<u8>> {
-        self.log()
-            .iter()
-            .filter(|l| !l.starts_with('#'))
-            .map(|l| {
-                let cmd = l.split(' ').next().unwrap_or_default();
-                (0..cmd.len() / 2)
-                    .map(|i| u8::from_str_radix(&cmd[2 * i..2 * i + 2], 16).unwrap_or(0))
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// VERIFYs that carried a PIN (the log masks their data with `*`).
-    fn verifies_sent(&self) -> usize {
-        self.log()
-            .iter()
-            .filter(|l| l.starts_with("0020") && l.contains('*'))
-            .count()
-    }
-
-    /// As another process would: SELECT JPKI, SELECT the key EF, COMPUTE DIGITAL SIGNATURE.
-    fn other_process_sign_sw(&self, key_ef: u8) -> u16 {
-        let mut c = self.card.lock();
-        c.transmit(&[
-            0, 0xA4, 4, 0x0C, 10, 0xD3, 0x92, 0xF0, 0, 0x26, 1, 0, 0, 0, 1,
-        ]);
-        c.transmit(&[0, 0xA4, 2, 0x0C, 2, 0, key_ef]);
-        let mut apdu = vec![0x80, 0x2A, 0, 0x80, 51];
-        apdu.extend_from_slice(&digest_info(b"x"));
-        apdu.push(0);
-        let r = c.transmit(&apdu);
-        if r.len() < 2 {
-            return 0;
-        }
-        u16::from_be_bytes([r[r.len() - 2], r[r.len() - 1]])
-    }
-
-    /// Puts the card back if a fault pulled it out.
-    fn reinsert_if_pulled(&self) {
-        if !self.sys.has_card(0) {
-            self.sys.insert_shared(0, self.card.clone());
-        }
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = api::finalize();
-        crate::state::use_card_system(None);
-    }
-}
-
-fn digest_info(msg: &[u8]) -> Vec<u8> {
-    let mut di = crate::vcard::SHA256_DIGEST_INFO_PREFIX.to_vec();
-    di.extend_from_slice(&Sha256::digest(msg));
-    di
-}
-
-pub(crate) fn public_key(cert_der: &[u8]) -> RsaPublicKey {
-    let cert = x509_cert::Certificate::from_der(cert_der).unwrap();
-    let bits = cert
-        .tbs_certificate
-        .subject_public_key_info
-        .subject_public_key
-        .raw_bytes();
-    RsaPublicKey::from_pkcs1_der(bits).unwrap()
-}
-
-pub(crate) fn mech(m: CK_MECHANISM_TYPE) -> Mechanism {
-    Mechanism {
-        mechanism: m,
-        params: MechParams::None,
-    }
-}
-
-pub(crate) fn pss() -> Mechanism {
-    Mechanism {
-        mechanism: CKM_SHA256_RSA_PKCS_PSS,
-        params: MechParams::Pss(PssParams {
-            hash_alg: CKM_SHA256,
-            mgf: CKG_MGF1_SHA256,
-            s_len: 32,
-        }),
-    }
-}
 
 fn find(h: CK_SESSION_HANDLE, template: api::Template) -> CkResult<Vec<CK_OBJECT_HANDLE>> {
     api::find_objects_init(h, template)?;
@@ -283,7 +152,7 @@ fn prepare(f: &Fixture, op: Op) -> Prepared {
         Op::SignAuth | Op::SignAuthPss => {
             api::login(p.h, CKU_USER, Some(AUTH_PIN)).unwrap();
             if op == Op::SignAuthPss {
-                p.mech = pss();
+                p.mech = pss(CKM_SHA256_RSA_PKCS_PSS);
             }
             api::sign_init(p.h, &p.mech, private_key(p.h)).unwrap();
         }
@@ -887,7 +756,7 @@ fn reliability_concurrency_eight_signers_and_churn() {
                 };
                 let h = api::open_session(slot, CKF_SERIAL_SESSION).unwrap();
                 let m = if round % 3 == 0 {
-                    pss()
+                    pss(CKM_SHA256_RSA_PKCS_PSS)
                 } else {
                     mech(CKM_SHA256_RSA_PKCS)
                 };
