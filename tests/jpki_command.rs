@@ -401,3 +401,31 @@ fn clear_messages_for_no_reader_no_card_and_locked_pin() {
     assert_eq!(code, 4, "{err}");
     assert!(err.contains(&format!("no card in reader \"{r}\"")), "{err}");
 }
+
+#[test]
+fn a_card_without_the_jpki_application_is_named_as_such() {
+    let _g = common::lock();
+    // Every SELECT answered 6A82: a smart card, but not a My Number Card.
+    let card = common::VCard::start_faulty(&["status:A4:6A82"]);
+    let r = card.reader.clone();
+    let (code, out, err) = jpki(&["status", "--reader", &r]);
+    assert_eq!(code, 5, "{out}{err}");
+    assert!(out.contains("not a My Number Card"), "{out}{err}");
+    let (code, _, err) = jpki(&["cert", "export", "auth", "--reader", &r]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("is not a My Number Card"), "{err}");
+    // The module shows no token for it either.
+    let out = Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(common::module_path())
+        .arg("-L")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("JPKI User Authentication"), "{text}");
+    assert!(
+        card.log().iter().all(|l| !l.starts_with("0020")),
+        "no VERIFY sent: {:?}",
+        card.log()
+    );
+}

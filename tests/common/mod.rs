@@ -65,6 +65,8 @@ pub struct VCard {
     child: Option<Child>,
     port_lock: Option<PortLock>,
     owns_dir: bool,
+    /// Extra `jpki virtual-card` arguments (e.g. `--fault SPEC`).
+    extra_args: Vec<String>,
 }
 
 impl VCard {
@@ -78,6 +80,24 @@ impl VCard {
         let _ = std::fs::remove_dir_all(&dir);
         let mut card = VCard::new(&dir, VPCD_PORT);
         card.owns_dir = true;
+        card.insert();
+        card
+    }
+
+    /// A fresh card that misbehaves as `jpki virtual-card --fault SPEC` says, for each spec.
+    pub fn start_faulty(faults: &[&str]) -> VCard {
+        let dir = std::env::temp_dir().join(format!(
+            "jpki-vcard-it-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut card = VCard::new(&dir, VPCD_PORT);
+        card.owns_dir = true;
+        card.extra_args = faults
+            .iter()
+            .flat_map(|f| ["--fault".to_string(), f.to_string()])
+            .collect();
         card.insert();
         card
     }
@@ -101,6 +121,7 @@ impl VCard {
             child: None,
             port_lock: None,
             owns_dir: false,
+            extra_args: Vec::new(),
         }
     }
 
@@ -126,6 +147,7 @@ impl VCard {
             .arg(&self.log_path)
             .arg("--port")
             .arg(self.port.to_string())
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
