@@ -1058,3 +1058,37 @@ fn a_card_without_the_jpki_application_shows_no_token() {
     f.sys.insert(0, VirtualCard::in_memory());
     assert_eq!(api::get_slot_list(true).unwrap(), vec![0, 1]);
 }
+
+#[test]
+fn the_per_signature_password_of_the_logged_in_user_costs_no_extra_apdus() {
+    let f = Fixture::new();
+    let s = f.session(SIGN_SLOT);
+    // (As applications do first; it also shows the module the card takes short EF identifiers.)
+    api::get_token_info(SIGN_SLOT).unwrap();
+    api::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
+    let key = private_key(s);
+    api::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    // The same password (case folded): checked against the held one, nothing sent yet.
+    let login = apdus(&f, || {
+        api::login(s, CKU_CONTEXT_SPECIFIC, Some(b"jpkitest1")).unwrap()
+    });
+    assert!(login.is_empty(), "{login:?}");
+    // It reaches the card inside the signing transaction: select, verify, sign, drop.
+    let sign = apdus(&f, || {
+        let sig = api::sign(s, b"x").unwrap();
+        let pubkey = public_key(f.card.lock().sign_cert());
+        assert!(pubkey
+            .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(b"x"), &sig)
+            .is_ok());
+    });
+    assert_eq!(sign.len(), 4, "{sign:?}");
+    assert_eq!(
+        sign.iter()
+            .filter(|l| l.starts_with("0020") && l.contains('*'))
+            .count(),
+        1
+    );
+    // Without the per-signature login there is still no signature.
+    api::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    assert_eq!(api::sign(s, b"x"), Err(CkError::UserNotLoggedIn));
+}

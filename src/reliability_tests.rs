@@ -100,7 +100,8 @@ enum Op {
     LoginAuth,
     /// Login on the signature token (also reads the signature certificate).
     LoginSign,
-    /// `C_Login(CKU_CONTEXT_SPECIFIC)` after `C_SignInit` with the signature key.
+    /// `C_Login(CKU_CONTEXT_SPECIFIC)` after `C_SignInit` with the signature key, then `C_Sign`:
+    /// the per-signature password reaches the card inside the signing transaction.
     ContextLogin,
     SignAuth,
     SignAuthPss,
@@ -178,10 +179,12 @@ fn run(f: &Fixture, op: Op, p: &Prepared) -> CkResult<()> {
         Op::TokenInfo => api::get_token_info(SIGN_SLOT).map(|_| ()),
         Op::LoginAuth => api::login(p.h, CKU_USER, Some(AUTH_PIN)),
         Op::LoginSign => api::login(p.h, CKU_USER, Some(SIGN_PIN)),
-        Op::ContextLogin => api::login(p.h, CKU_CONTEXT_SPECIFIC, Some(SIGN_PIN)),
-        Op::SignAuth | Op::SignAuthPss | Op::SignSign => {
+        Op::ContextLogin | Op::SignAuth | Op::SignAuthPss | Op::SignSign => {
+            if op == Op::ContextLogin {
+                api::login(p.h, CKU_CONTEXT_SPECIFIC, Some(SIGN_PIN))?;
+            }
             let sig = api::sign(p.h, MSG)?;
-            let cert = if op == Op::SignSign {
+            let cert = if matches!(op, Op::SignSign | Op::ContextLogin) {
                 f.card.lock().sign_cert().to_vec()
             } else {
                 f.card.lock().auth_cert().to_vec()
