@@ -114,22 +114,21 @@ fn verifies(log: &Path) -> usize {
 }
 
 fn child() {
-    sh("mkdir -p /run/pcscd && mount -t tmpfs tmpfs /run/pcscd && mount -t tmpfs tmpfs /tmp && ip link set lo up");
-    let dir = PathBuf::from("/tmp/card");
+    sh("mkdir -p /run/pcscd && mount -t tmpfs tmpfs /run/pcscd && ip link set lo up");
+    let dir = std::env::temp_dir().join(format!("jpki-pcscd-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     let log = dir.join("apdu.log");
     let mut pcscd = start_pcscd();
     wait_for("pcscd", || {
         pcsc::Context::establish(pcsc::Scope::User).is_ok_and(|c| c.list_readers_len().is_ok())
     });
-    let _vcard = Kill(
+    let vcard = Kill(
         Command::new(env!("CARGO_BIN_EXE_jpki"))
-            .args([
-                "virtual-card",
-                "--state",
-                "/tmp/card",
-                "--log",
-                "/tmp/card/apdu.log",
-            ])
+            .arg("virtual-card")
+            .arg("--state")
+            .arg(&dir)
+            .arg("--log")
+            .arg(&log)
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
@@ -220,5 +219,7 @@ fn child() {
     drop(s);
     p.finalize().unwrap();
     drop(pcscd);
+    drop(vcard);
+    let _ = std::fs::remove_dir_all(&dir);
     println!("CHILD DONE");
 }
