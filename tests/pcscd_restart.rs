@@ -14,7 +14,7 @@ use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 use rsa::Pkcs1v15Sign;
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
