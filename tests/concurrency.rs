@@ -14,7 +14,7 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::{SessionState, UserType};
 use cryptoki::types::AuthPin;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -93,32 +93,6 @@ fn child_signer() {
     );
 }
 
-fn openssl_verify(cert_der: &Path, msg: &Path, sig: &Path) {
-    let pubkey = cert_der.with_extension("pub");
-    let out = Command::new("openssl")
-        .args(["x509", "-inform", "DER", "-pubkey", "-noout", "-in"])
-        .arg(cert_der)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    std::fs::write(&pubkey, &out.stdout).unwrap();
-    let out = Command::new("openssl")
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(&pubkey)
-        .arg("-signature")
-        .arg(sig)
-        .arg(msg)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("Verified OK"),
-        "openssl on {}: {text}{}",
-        sig.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Kills the children if the test panics.
 struct Children(Vec<std::process::Child>);
 impl Drop for Children {
@@ -173,10 +147,11 @@ fn two_processes_sign_alternately_with_sessions_open() {
     }
     for id in 0..2 {
         for n in 0..ROUNDS {
-            openssl_verify(
+            common::openssl_verify(
                 &card.state_dir.join("auth.crt"),
                 &out.join(format!("{id}-{n}.msg")),
                 &out.join(format!("{id}-{n}.sig")),
+                false,
             );
         }
     }

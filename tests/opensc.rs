@@ -46,33 +46,7 @@ fn scratch(card: &VCard, name: &str) -> PathBuf {
 
 /// Verifies a SHA-256 PKCS#1 v1.5 signature over `data` with the certificate's key, with openssl.
 fn openssl_verify(card: &VCard, cert: &str, data: &Path, sig: &Path) {
-    let der = scratch(card, &format!("{cert}.crt"));
-    let pubkey = scratch(card, &format!("{cert}.pub.pem"));
-    let out = Command::new("openssl")
-        .args(["x509", "-inform", "DER", "-noout", "-pubkey", "-in"])
-        .arg(&der)
-        .arg("-out")
-        .arg(&pubkey)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl x509: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new("openssl")
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(&pubkey)
-        .arg("-signature")
-        .arg(sig)
-        .arg(data)
-        .output()
-        .expect("run openssl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("Verified OK"),
-        "openssl dgst: {text}"
-    );
+    common::openssl_verify(&scratch(card, &format!("{cert}.crt")), data, sig, false);
 }
 
 #[test]

@@ -80,31 +80,6 @@ impl Drop for Setup {
     }
 }
 
-fn openssl_verify(cert_der: &Path, msg: &Path, sig: &Path) {
-    let out = Command::new("openssl")
-        .args(["x509", "-inform", "DER", "-pubkey", "-noout", "-in"])
-        .arg(cert_der)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let pubkey = sig.with_extension("pub");
-    std::fs::write(&pubkey, &out.stdout).unwrap();
-    let out = Command::new("openssl")
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(&pubkey)
-        .arg("-signature")
-        .arg(sig)
-        .arg(msg)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("Verified OK"),
-        "openssl: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn sign_args<'a>(label: &'a str, id: &'a str, msg: &'a str, sig: &'a str) -> Vec<&'a str> {
     vec![
         "--token-label",
@@ -173,7 +148,12 @@ fn pkcs11_tool_logs_in_through_pinentry_and_signs() {
             "step: pkcs11-tool --login --sign without --pin on {label}:\n{text}\npinentry got:\n{}",
             s.pinentry_log()
         );
-        openssl_verify(&card.state_dir.join(format!("{cert}.crt")), &msg, &sig);
+        common::openssl_verify(
+            &card.state_dir.join(format!("{cert}.crt")),
+            &msg,
+            &sig,
+            false,
+        );
         let asked = s.pinentry_log();
         assert!(
             asked.contains(want),

@@ -4,7 +4,6 @@
 mod common;
 
 use common::VCard;
-use std::path::Path;
 use std::process::{Command, Output};
 
 /// Runs pkcs11-tool with the module; panics with its output on failure.
@@ -26,34 +25,6 @@ fn tool_raw(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run pkcs11-tool (Debian package opensc)")
-}
-
-fn openssl_verify(cert_der: &Path, msg: &Path, sig: &Path, pss: bool) {
-    let pubkey = cert_der.with_extension("pub");
-    let out = Command::new("openssl")
-        .args(["x509", "-inform", "DER", "-pubkey", "-noout", "-in"])
-        .arg(cert_der)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    std::fs::write(&pubkey, &out.stdout).unwrap();
-    let mut cmd = Command::new("openssl");
-    cmd.args(["dgst", "-sha256", "-verify"]).arg(&pubkey);
-    if pss {
-        cmd.args([
-            "-sigopt",
-            "rsa_padding_mode:pss",
-            "-sigopt",
-            "rsa_pss_saltlen:32",
-        ]);
-    }
-    let out = cmd.arg("-signature").arg(sig).arg(msg).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("Verified OK"),
-        "openssl: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 const AUTH: &str = "JPKI User Authentication";
@@ -130,7 +101,7 @@ fn signs_with_both_keys_verified_by_openssl() {
             "-o",
             sig.to_str().unwrap(),
         ]);
-        openssl_verify(&dir.join(format!("{cert}.crt")), &msg, &sig, false);
+        common::openssl_verify(&dir.join(format!("{cert}.crt")), &msg, &sig, false);
         let sig = dir.join(format!("{cert}.pss.sig"));
         tool(&[
             "--token-label",
@@ -152,7 +123,7 @@ fn signs_with_both_keys_verified_by_openssl() {
             "-o",
             sig.to_str().unwrap(),
         ]);
-        openssl_verify(&dir.join(format!("{cert}.crt")), &msg, &sig, true);
+        common::openssl_verify(&dir.join(format!("{cert}.crt")), &msg, &sig, true);
     }
 }
 

@@ -387,3 +387,47 @@ pub fn rsa_public_key(cert_der: &[u8]) -> rsa::RsaPublicKey {
         .raw_bytes();
     rsa::RsaPublicKey::from_pkcs1_der(bits).expect("an RSA public key")
 }
+
+/// Verifies with `openssl`, outside the module, that `sig` is a SHA-256 signature of the file
+/// `msg` by the key of the DER certificate `cert_der` (PKCS#1 v1.5, or PSS with a 32-byte salt).
+/// Panics with openssl's own output otherwise.
+pub fn openssl_verify(cert_der: &Path, msg: &Path, sig: &Path, pss: bool) {
+    let out = Command::new("openssl")
+        .args(["x509", "-inform", "DER", "-pubkey", "-noout", "-in"])
+        .arg(cert_der)
+        .output()
+        .expect("run openssl (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl x509 -in {}: {}",
+        cert_der.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pubkey = sig.with_extension("pub.pem");
+    std::fs::write(&pubkey, &out.stdout).expect("write the public key");
+    let mut cmd = Command::new("openssl");
+    cmd.args(["dgst", "-sha256", "-verify"]).arg(&pubkey);
+    if pss {
+        cmd.args([
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:32",
+        ]);
+    }
+    let out = cmd
+        .arg("-signature")
+        .arg(sig)
+        .arg(msg)
+        .output()
+        .expect("run openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("Verified OK"),
+        "openssl: {} is not a signature of {} by {}: {text}{}",
+        sig.display(),
+        msg.display(),
+        cert_der.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
