@@ -89,10 +89,7 @@ impl BoundCard {
             apdus: 0,
             sfi: Sfi::default(),
         };
-        let mut sfi = card.sfi;
-        let head = card.run(|x| jpki::read_head(x, KeyRef::Auth.cert_ef(), &mut sfi));
-        card.sfi = sfi;
-        let head = head?;
+        let head = card.run_sfi(|x, sfi| jpki::read_head(x, KeyRef::Auth.cert_ef(), sfi))?;
         let serial = cert::serial_from_head(&head).unwrap_or_default();
         // The token serial is 16 characters: keep the low-order end of the certificate serial.
         let hexed = hex(&serial);
@@ -117,10 +114,20 @@ impl BoundCard {
         &mut self,
         f: impl FnOnce(&mut Exchange<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        self.run_sfi(|x, _| f(x))
+    }
+
+    /// [`BoundCard::run`], with what is known of the card's short EF identifiers handed to `f`
+    /// and kept for the next transaction.
+    fn run_sfi<T>(
+        &mut self,
+        f: impl FnOnce(&mut Exchange<'_>, &mut Sfi) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut sfi = self.sfi;
         let (result, must_reset) = {
             let mut tx = self.chan.transaction()?;
             let mut x = Exchange::new(&mut *tx);
-            let result = jpki::select_jpki(&mut x).and_then(|()| f(&mut x));
+            let result = jpki::select_jpki(&mut x).and_then(|()| f(&mut x, &mut sfi));
             let mut must_reset = false;
             if x.pin_presented {
                 match jpki::drop_security_state(&mut x) {
@@ -133,6 +140,7 @@ impl BoundCard {
             self.apdus += x.sent;
             (result, must_reset)
         };
+        self.sfi = sfi;
         if must_reset {
             crate::log::debug(format_args!(
                 "could not leave the JPKI application: resetting the card"
@@ -144,10 +152,7 @@ impl BoundCard {
 
     /// Reads the tries left on `key`'s PIN (costs no try) and remembers them.
     pub fn refresh_tries(&mut self, key: KeyRef) -> Result<PinTries, Error> {
-        let mut sfi = self.sfi;
-        let tries = self.run(|x| jpki::pin_tries(x, key, &mut sfi));
-        self.sfi = sfi;
-        let tries = tries?;
+        let tries = self.run_sfi(|x, sfi| jpki::pin_tries(x, key, sfi))?;
         let t = self.token_mut(key);
         if t.tries != Some(tries) {
             // The counter moved without us (another program, or our last answer was not what
@@ -195,30 +200,42 @@ impl BoundCard {
         Ok(())
     }
 
+    /// Presents `pin` (normalized) for `key`, then runs `f`, in one transaction (which ends with
+    /// the card's security state dropped). A PIN the card cannot accept is refused before the
+    /// transaction; what the VERIFY said is remembered (tries left, a refused PIN).
+    fn with_pin<T>(
+        &mut self,
+        key: KeyRef,
+        pin: &[u8],
+        f: impl FnOnce(&mut Exchange<'_>, &mut Sfi) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.precheck(key, pin)?;
+        let mut verified = Ok(());
+        let res = self.run_sfi(|x, sfi| {
+            verified = jpki::verify(x, key, pin, sfi);
+            verified.clone()?;
+            f(x, sfi)
+        });
+        self.note_verify_result(key, pin, &verified);
+        res
+    }
+
     /// Presents `pin` (normalized) for `key` once. On success, also reads the key's certificate
     /// if it is not cached yet, in the same transaction (the signature certificate can only be
     /// read while the password is verified). Does not keep the PIN: the caller does.
     pub fn verify_pin(&mut self, key: KeyRef, pin: &[u8]) -> Result<(), Error> {
-        self.precheck(key, pin)?;
         let need_cert = self.token(key).cert.is_none();
         let head = if key == KeyRef::Auth {
             self.auth_head.clone()
         } else {
             Vec::new()
         };
-        let mut sfi = self.sfi;
-        let mut cert_der = None;
-        let res = self.run(|x| {
-            jpki::verify(x, key, pin, &sfi)?;
-            if need_cert {
-                // A failure to read is not a failed login: the certificate is read again later.
-                cert_der = jpki::read_der_file(x, key.cert_ef(), &head, &mut sfi).ok();
-            }
-            Ok(())
-        });
-        self.sfi = sfi;
-        self.note_verify_result(key, pin, &res);
-        res?;
+        let cert_der = self.with_pin(key, pin, |x, sfi| {
+            // A failure to read is not a failed login: the certificate is read again later.
+            Ok(need_cert
+                .then(|| jpki::read_der_file(x, key.cert_ef(), &head, sfi).ok())
+                .flatten())
+        })?;
         match cert_der.map(Cert::parse) {
             Some(Ok(cert)) => self.token_mut(key).cert = Some(Arc::new(cert)),
             // Not a failed login. The head read at bind time may be what was wrong: the
@@ -240,14 +257,11 @@ impl BoundCard {
         } else {
             Vec::new()
         };
-        let mut sfi = self.sfi;
         let der = match (key, pin) {
             (KeyRef::Auth, _) => {
-                let read = self.run(|x| jpki::read_der_file(x, key.cert_ef(), &head, &mut sfi));
-                let parsed = read.and_then(Cert::parse);
-                match parsed {
+                let read = self.run_sfi(|x, sfi| jpki::read_der_file(x, key.cert_ef(), &head, sfi));
+                match read.and_then(Cert::parse) {
                     Ok(cert) => {
-                        self.sfi = sfi;
                         let cert = Arc::new(cert);
                         self.token_mut(key).cert = Some(cert.clone());
                         return Ok(cert);
@@ -256,25 +270,16 @@ impl BoundCard {
                     // read the whole file again rather than reuse it forever.
                     Err(Error::Malformed(_) | Error::Status(_)) if !head.is_empty() => {
                         self.auth_head.clear();
-                        self.run(|x| jpki::read_der_file(x, key.cert_ef(), &[], &mut sfi))
+                        self.run_sfi(|x, sfi| jpki::read_der_file(x, key.cert_ef(), &[], sfi))
                     }
                     Err(e) => return Err(e),
                 }
             }
-            (KeyRef::Sign, Some(pin)) => {
-                self.precheck(key, pin)?;
-                let mut verified = Ok(());
-                let res = self.run(|x| {
-                    verified = jpki::verify(x, key, pin, &sfi);
-                    verified.clone()?;
-                    jpki::read_der_file(x, key.cert_ef(), &[], &mut sfi)
-                });
-                self.note_verify_result(key, pin, &verified);
-                res
-            }
+            (KeyRef::Sign, Some(pin)) => self.with_pin(key, pin, |x, sfi| {
+                jpki::read_der_file(x, key.cert_ef(), &[], sfi)
+            }),
             (KeyRef::Sign, None) => return Err(Error::Status(0x6982)),
         };
-        self.sfi = sfi;
         let cert = Arc::new(Cert::parse(der?)?);
         self.token_mut(key).cert = Some(cert.clone());
         Ok(cert)
@@ -285,10 +290,8 @@ impl BoundCard {
         if let Some(c) = &self.token(key).ca {
             return Ok(c.clone());
         }
-        let mut sfi = self.sfi;
-        let der = self.run(|x| jpki::read_der_file(x, key.ca_ef(), &[], &mut sfi));
-        self.sfi = sfi;
-        let cert = Arc::new(Cert::parse(der?)?);
+        let der = self.run_sfi(|x, sfi| jpki::read_der_file(x, key.ca_ef(), &[], sfi))?;
+        let cert = Arc::new(Cert::parse(der)?);
         self.token_mut(key).ca = Some(cert.clone());
         Ok(cert)
     }
@@ -303,17 +306,9 @@ impl BoundCard {
         data: &[u8],
         sig_len: usize,
     ) -> Result<Vec<u8>, Error> {
-        self.precheck(key, pin)?;
-        let mut verified = Ok(());
-        let mut sfi = self.sfi;
-        let res = self.run(|x| {
-            verified = jpki::verify(x, key, pin, &sfi);
-            verified.clone()?;
-            jpki::sign(x, key, mode, data, sig_len, &mut sfi)
-        });
-        self.sfi = sfi;
-        self.note_verify_result(key, pin, &verified);
-        res
+        self.with_pin(key, pin, |x, sfi| {
+            jpki::sign(x, key, mode, data, sig_len, sfi)
+        })
     }
 
     /// Random bytes from the card.
@@ -326,16 +321,7 @@ impl BoundCard {
 
     /// Changes `key`'s PIN: presents `old`, then sets `new` (both normalized).
     pub fn change_pin(&mut self, key: KeyRef, old: &[u8], new: &[u8]) -> Result<(), Error> {
-        self.precheck(key, old)?;
-        let mut verified = Ok(());
-        let sfi = self.sfi;
-        let res = self.run(|x| {
-            verified = jpki::verify(x, key, old, &sfi);
-            verified.clone()?;
-            jpki::change_pin(x, key, new)
-        });
-        self.note_verify_result(key, old, &verified);
-        res
+        self.with_pin(key, old, |x, _| jpki::change_pin(x, key, new))
     }
 
     /// Forgets every PIN and the personal data (signature certificate) of this card.
