@@ -706,11 +706,8 @@ pub fn set_pin(h: CK_SESSION_HANDLE, old: Option<&[u8]>, new: Option<&[u8]>) -> 
         // An old PIN of the wrong format cannot be right: refuse it without a try.
         let old = checked_pin(e.key, old).map_err(|_| CkError::PinIncorrect)?;
         let new = checked_pin(e.key, new)?;
-        let c = card(r)?;
-        if c.token(e.key).tries == Some(PinTries::Blocked) {
-            return Err(CkError::PinLocked);
-        }
-        if let Err(err) = c.change_pin(e.key, &old, &new) {
+        // (A blocked PIN is refused by `change_pin` before the card sees it.)
+        if let Err(err) = card(r)?.change_pin(e.key, &old, &new) {
             return Err(card_error(r, err, Context::Login));
         }
         let t = card(r)?.token_mut(e.key);
