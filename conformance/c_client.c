@@ -151,7 +151,8 @@ int main(int argc, char **argv) {
     RV(f->C_GetAttributeValue(h, objs[0], t2, 1), CKR_BUFFER_TOO_SMALL);
 
     /* Login and a multi-part RSA-PSS signature, as NSS makes it for TLS 1.3. */
-    RV(f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)"12", 2), CKR_PIN_LEN_RANGE);
+    /* A malformed PIN: C_Login's own code (NSS asks again on it), nothing sent to the card. */
+    RV(f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)"12", 2), CKR_PIN_INCORRECT);
     RV(f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)argv[2], strlen(argv[2])), CKR_OK);
     RV(f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)argv[2], strlen(argv[2])), CKR_USER_ALREADY_LOGGED_IN);
     cls = CKO_PRIVATE_KEY;

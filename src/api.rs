@@ -49,8 +49,10 @@ pub enum AttrValue {
 /// A search template: attribute types with their encoded values.
 pub type Template = Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>;
 
+pub use crate::state::MAX_RANDOM_LEN;
 pub use crate::state::{
-    check_initialized, check_session, check_slot, close_all_sessions, close_session, finalize,
+    check_initialized, check_session, check_slot, close_all_sessions, close_session, digest,
+    digest_abort, digest_final, digest_init, digest_key, digest_len, digest_update, finalize,
     find_objects, find_objects_final, find_objects_init, generate_random, get_attribute_value,
     get_mechanism_info, get_mechanism_list, get_object_size, get_session_info, get_slot_info,
     get_slot_list, get_token_info, initialize, login, logout, open_session, poison, seed_random,

@@ -312,23 +312,23 @@ fn pin_safety() {
     // Malformed PINs never reach the card.
     assert_eq!(
         api::login(a, CKU_USER, Some(b"123")),
-        Err(CkError::PinLenRange)
+        Err(CkError::PinIncorrect)
     );
     assert_eq!(
         api::login(a, CKU_USER, Some(b"12345")),
-        Err(CkError::PinLenRange)
+        Err(CkError::PinIncorrect)
     );
     assert_eq!(
         api::login(a, CKU_USER, Some(b"12a4")),
-        Err(CkError::PinInvalid)
+        Err(CkError::PinIncorrect)
     );
     assert_eq!(
         api::login(s, CKU_USER, Some(b"ABC12")),
-        Err(CkError::PinLenRange)
+        Err(CkError::PinIncorrect)
     );
     assert_eq!(
         api::login(s, CKU_USER, Some(b"ABC-123")),
-        Err(CkError::PinInvalid)
+        Err(CkError::PinIncorrect)
     );
     assert_eq!(
         f.verifies_sent(),
@@ -773,33 +773,6 @@ fn apdu_counts_of_the_main_flows() {
     assert_eq!(objects.len(), 2 + reads, "{objects:?}");
 }
 
-/// Sets the module's configuration for one test; back to the files when dropped.
-struct ConfigGuard;
-
-impl ConfigGuard {
-    fn set(cfg: crate::config::Config) -> ConfigGuard {
-        crate::config::set_override(Some(cfg));
-        ConfigGuard
-    }
-}
-
-impl Drop for ConfigGuard {
-    fn drop(&mut self) {
-        crate::config::set_override(None);
-    }
-}
-
-fn with_pinentry(name: &str, answer: &str) -> (ConfigGuard, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("jpki-bt-pe-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let prog = crate::pinentry::tests::scripted(&dir, answer);
-    let guard = ConfigGuard::set(crate::config::Config {
-        pinentry: Some(prog),
-        ..Default::default()
-    });
-    (guard, dir)
-}
-
 #[test]
 fn null_pin_without_pinentry_is_refused() {
     let f = Fixture::new();
@@ -861,11 +834,11 @@ fn pinentry_answers_are_checked_like_typed_pins() {
     }
     {
         let (_c, _) = with_pinentry("short", "D 123\\nOK");
-        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::PinLenRange));
+        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::PinIncorrect));
     }
     {
         let (_c, _) = with_pinentry("empty", "OK");
-        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::PinLenRange));
+        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::PinIncorrect));
     }
     {
         let _c = ConfigGuard::set(crate::config::Config {

@@ -47,6 +47,7 @@ ck_errors! {
     GeneralError = CKR_GENERAL_ERROR,
     HostMemory = CKR_HOST_MEMORY,
     KeyFunctionNotPermitted = CKR_KEY_FUNCTION_NOT_PERMITTED,
+    KeyIndigestible = CKR_KEY_INDIGESTIBLE,
     KeyHandleInvalid = CKR_KEY_HANDLE_INVALID,
     KeyTypeInconsistent = CKR_KEY_TYPE_INCONSISTENT,
     MechanismInvalid = CKR_MECHANISM_INVALID,

@@ -21,6 +21,8 @@ pub mod ffi;
 pub mod log;
 pub mod pinentry;
 #[cfg(test)]
+mod promises_tests;
+#[cfg(test)]
 mod reliability_tests;
 pub mod state;
 #[cfg(test)]

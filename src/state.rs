@@ -16,7 +16,7 @@
 //! initialized, and `C_Initialize` there forgets (never releases) the parent's state.
 
 use crate::api::{AttrValue, Mechanism, Template};
-use crate::card::jpki::{normalize_pin, KeyRef, PinFormat, PinTries};
+use crate::card::jpki::{normalize_new_pin, normalize_pin, KeyRef, PinFormat, PinTries};
 use crate::card::pcsc::PcscSystem;
 use crate::card::CardSystem;
 use crate::error::{CkError, CkResult, Context, Error};
@@ -78,6 +78,14 @@ struct Session {
     find: Option<FindOp>,
     sign: Option<SignOp>,
     verify: Option<VerifyOp>,
+    digest: Option<DigestOp>,
+}
+
+/// A digest computed on the host (no card I/O).
+struct DigestOp {
+    alg: mechanism::HashAlg,
+    hasher: mechanism::Hasher,
+    multipart: bool,
 }
 
 struct FindOp {
@@ -126,6 +134,34 @@ fn module() -> CkResult<parking_lot::MappedRwLockReadGuard<'static, Module>> {
         .map_err(|_| CkError::CryptokiNotInitialized)
 }
 
+/// Write access to the initialized module of this process (briefly: never held while waiting
+/// for a session or reader lock).
+fn module_mut() -> CkResult<parking_lot::MappedRwLockWriteGuard<'static, Module>> {
+    if POISONED.load(Ordering::SeqCst) {
+        return Err(CkError::GeneralError);
+    }
+    let guard = MODULE.write();
+    let pid = std::process::id();
+    parking_lot::RwLockWriteGuard::try_map(guard, |m| m.as_mut().filter(|m| m.pid == pid))
+        .map_err(|_| CkError::CryptokiNotInitialized)
+}
+
+/// Adds the readers not seen before, after those already known (their slots keep their ids).
+fn add_readers(m: &mut Module, names: Vec<String>) {
+    for name in names {
+        if !m.reader_names.contains(&name) {
+            m.reader_names.push(name.clone());
+            m.readers.push(Arc::new(Mutex::new(Reader {
+                name,
+                card: None,
+                events: 0,
+                generation: 0,
+                unrecognized: None,
+            })));
+        }
+    }
+}
+
 /// Marks the module unusable after a panic, until `finalize` and `initialize`.
 pub fn poison() {
     POISONED.store(true, Ordering::SeqCst);
@@ -145,18 +181,22 @@ pub fn initialize() -> CkResult<()> {
             std::mem::forget(stale);
         }
     }
-    let system = TEST_SYSTEM
+    let system: Arc<dyn CardSystem> = TEST_SYSTEM
         .lock()
         .clone()
         .unwrap_or_else(|| Arc::new(PcscSystem::new()));
-    *guard = Some(Module {
+    let mut m = Module {
         pid: std::process::id(),
-        system,
+        system: system.clone(),
         readers: Vec::new(),
         reader_names: Vec::new(),
         sessions: HashMap::new(),
         next_session: 1,
-    });
+    };
+    // The readers are known from the start (no card I/O: names only), so the slot ids of a
+    // previous initialization are valid before any C_GetSlotList.
+    add_readers(&mut m, system.list_readers());
+    *guard = Some(m);
     POISONED.store(false, Ordering::SeqCst);
     Ok(())
 }
@@ -282,24 +322,9 @@ pub fn get_slot_list(token_present: bool) -> CkResult<Vec<CK_SLOT_ID>> {
     let system = module()?.system.clone();
     let names = system.list_readers();
     let readers = {
-        let mut guard = MODULE.write();
-        let m = guard
-            .as_mut()
-            .filter(|m| m.pid == std::process::id())
-            .ok_or(CkError::CryptokiNotInitialized)?;
-        for name in names {
-            // Never lock a reader under MODULE (see the lock order above).
-            if !m.reader_names.contains(&name) {
-                m.reader_names.push(name.clone());
-                m.readers.push(Arc::new(Mutex::new(Reader {
-                    name,
-                    card: None,
-                    events: 0,
-                    generation: 0,
-                    unrecognized: None,
-                })));
-            }
-        }
+        // Never lock a reader under MODULE (see the lock order above).
+        let mut m = module_mut()?;
+        add_readers(&mut m, names);
         m.readers.clone()
     };
     let mut slots = Vec::with_capacity(readers.len() * 2);
@@ -369,22 +394,27 @@ fn pin_flags(key: KeyRef, tries: Option<PinTries>) -> CK_FLAGS {
     }
 }
 
-fn session_counts(slot: CK_SLOT_ID) -> CkResult<(CK_ULONG, CK_ULONG)> {
+/// Sessions of `slot` open on the card now in its reader (bind `generation`): all, read-write.
+/// Sessions of a card that was removed are dead (every call on them is
+/// `CKR_SESSION_HANDLE_INVALID`) and count for nothing. Called with the slot's reader locked
+/// (reader, then `MODULE`: the lock order above).
+fn live_sessions(slot: CK_SLOT_ID, generation: u64) -> CkResult<(CK_ULONG, CK_ULONG)> {
     let m = module()?;
-    let all = m.sessions.values().filter(|e| e.slot == slot);
     let (mut n, mut rw) = (0, 0);
-    for e in all {
-        n += 1;
-        if e.rw {
-            rw += 1;
+    for e in m.sessions.values() {
+        if e.slot == slot && e.generation == generation {
+            n += 1;
+            if e.rw {
+                rw += 1;
+            }
         }
     }
     Ok((n, rw))
 }
 
 pub fn get_token_info(slot: CK_SLOT_ID) -> CkResult<CK_TOKEN_INFO> {
-    let (sessions, rw_sessions) = session_counts(slot)?;
     with_slot_card(slot, |r, key| {
+        let (sessions, rw_sessions) = live_sessions(slot, r.generation)?;
         let c = card(r)?;
         let tries = c.refresh_tries(key);
         let tries = match tries {
@@ -432,6 +462,7 @@ fn mechanisms(c: &BoundCard) -> Vec<CK_MECHANISM_TYPE> {
         .iter()
         .copied()
         .filter(|m| pss_enabled(c) || !mechanism::is_pss(*m))
+        .chain(mechanism::DIGESTS)
         .collect()
 }
 
@@ -465,13 +496,17 @@ pub fn open_session(slot: CK_SLOT_ID, flags: CK_FLAGS) -> CkResult<CK_SESSION_HA
         check_slot(slot)?;
         return Err(CkError::SessionParallelNotSupported);
     }
-    let (reader, _, key) = reader_of_slot(slot)?;
-    let generation = with_slot_card(slot, |r, _| Ok(r.generation))?;
-    let mut guard = MODULE.write();
-    let m = guard
-        .as_mut()
-        .filter(|m| m.pid == std::process::id())
-        .ok_or(CkError::CryptokiNotInitialized)?;
+    let (reader, system, key) = reader_of_slot(slot)?;
+    // The session is added with its reader locked, so that it cannot slip between a closing
+    // session's count of the token's live sessions and the logout that count decides.
+    let mut r = reader.lock();
+    refresh(&*system, &mut r);
+    // [config] A token hidden by `tokens = [...]` is reported as absent.
+    if r.card.is_none() || !exposed(key) {
+        return Err(CkError::TokenNotPresent);
+    }
+    let generation = r.generation;
+    let mut m = module_mut()?;
     let h = m.next_session;
     // Handles are never reused; they must fit a 32-bit CK_ULONG too.
     if h >= u32::MAX as CK_SESSION_HANDLE {
@@ -482,7 +517,7 @@ pub fn open_session(slot: CK_SLOT_ID, flags: CK_FLAGS) -> CkResult<CK_SESSION_HA
         h,
         SessionEntry {
             slot,
-            reader,
+            reader: reader.clone(),
             key,
             rw: flags & CKF_RW_SESSION != 0,
             generation,
@@ -492,11 +527,14 @@ pub fn open_session(slot: CK_SLOT_ID, flags: CK_FLAGS) -> CkResult<CK_SESSION_HA
     Ok(h)
 }
 
-/// Forgets the login of `slot`'s token when its last session has closed.
+/// Ends the login of `slot`'s token when the card in the reader has no live session of that
+/// token left (a login ends with the last session of its token, PKCS#11 §5.6; sessions of a
+/// removed card do not keep it alive).
 fn logout_if_last(slot: CK_SLOT_ID, reader: &Arc<Mutex<Reader>>, key: KeyRef) -> CkResult<()> {
-    let (n, _) = session_counts(slot)?;
+    let mut r = reader.lock();
+    let (n, _) = live_sessions(slot, r.generation)?;
     if n == 0 {
-        if let Some(c) = reader.lock().card.as_mut() {
+        if let Some(c) = r.card.as_mut() {
             c.token_mut(key).pin = None;
         }
     }
@@ -504,28 +542,16 @@ fn logout_if_last(slot: CK_SLOT_ID, reader: &Arc<Mutex<Reader>>, key: KeyRef) ->
 }
 
 pub fn close_session(h: CK_SESSION_HANDLE) -> CkResult<()> {
-    let entry = {
-        let mut guard = MODULE.write();
-        let m = guard
-            .as_mut()
-            .filter(|m| m.pid == std::process::id())
-            .ok_or(CkError::CryptokiNotInitialized)?;
-        if POISONED.load(Ordering::SeqCst) {
-            return Err(CkError::GeneralError);
-        }
-        m.sessions.remove(&h).ok_or(CkError::SessionHandleInvalid)?
-    };
+    let entry = module_mut()?
+        .sessions
+        .remove(&h)
+        .ok_or(CkError::SessionHandleInvalid)?;
     logout_if_last(entry.slot, &entry.reader, entry.key)
 }
 
 pub fn close_all_sessions(slot: CK_SLOT_ID) -> CkResult<()> {
     let (reader, _, key) = reader_of_slot(slot)?;
-    {
-        let mut guard = MODULE.write();
-        if let Some(m) = guard.as_mut() {
-            m.sessions.retain(|_, e| e.slot != slot);
-        }
-    }
+    module_mut()?.sessions.retain(|_, e| e.slot != slot);
     logout_if_last(slot, &reader, key)
 }
 
@@ -556,42 +582,83 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Checks a PIN's format for `key` (never sending a malformed one to the card).
-fn checked_pin(key: KeyRef, pin: &[u8]) -> CkResult<Zeroizing<Vec<u8>>> {
-    match normalize_pin(key, pin) {
+/// Checks a new PIN's format for `key` (`C_SetPIN`): `CKR_PIN_LEN_RANGE` or `CKR_PIN_INVALID`,
+/// nothing sent. A new signature password must also mix letters and digits (the card's
+/// official rule).
+fn checked_new_pin(key: KeyRef, pin: &[u8]) -> CkResult<Zeroizing<Vec<u8>>> {
+    match normalize_new_pin(key, pin) {
         Ok(p) => Ok(Zeroizing::new(p)),
-        Err(PinFormat::Length) => Err(CkError::PinLenRange),
-        Err(PinFormat::Characters) => Err(CkError::PinInvalid),
+        Err(f) => {
+            crate::log::info(format_args!(
+                "new {} refused before the card: {}",
+                key.pin_name(),
+                f.reason(key)
+            ));
+            match f {
+                PinFormat::Length => Err(CkError::PinLenRange),
+                PinFormat::Characters | PinFormat::NotMixed => Err(CkError::PinInvalid),
+            }
+        }
     }
 }
 
+/// Checks a presented PIN's format for `key` (`C_Login`, the old PIN of `C_SetPIN`). A PIN the
+/// card cannot hold cannot be right: `CKR_PIN_INCORRECT` (the code of `C_Login`'s list, on which
+/// NSS asks again), with the precise reason in the log, and nothing sent to the card.
+fn checked_pin(key: KeyRef, pin: &[u8]) -> CkResult<Zeroizing<Vec<u8>>> {
+    normalize_pin(key, pin).map(Zeroizing::new).map_err(|f| {
+        crate::log::info(format_args!(
+            "{} refused before the card (no try used): {}",
+            key.pin_name(),
+            f.reason(key)
+        ));
+        CkError::PinIncorrect
+    })
+}
+
+/// What must hold for `C_Login(user_type)` in this session, before any PIN is asked for or sent.
+fn login_allowed(
+    e: &SessionEntry,
+    s: &Session,
+    r: &mut Reader,
+    user_type: CK_USER_TYPE,
+) -> CkResult<()> {
+    match user_type {
+        CKU_USER => {
+            if card(r)?.token(e.key).pin.is_some() {
+                return Err(CkError::UserAlreadyLoggedIn);
+            }
+        }
+        CKU_CONTEXT_SPECIFIC => {
+            if !s.sign.as_ref().is_some_and(|op| op.always_authenticate) {
+                return Err(CkError::OperationNotInitialized);
+            }
+        }
+        _ => return Err(CkError::UserTypeInvalid),
+    }
+    Ok(())
+}
+
 pub fn login(h: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: Option<&[u8]>) -> CkResult<()> {
+    // [pinentry] A NULL PIN asks through the configured pinentry program, with no lock held
+    // while the person types (every other call of every thread goes on meanwhile); the answer
+    // then goes through exactly the same checks and single VERIFY as a PIN passed in.
+    let asked;
+    let pin = match pin {
+        Some(p) => p,
+        None => {
+            let (program, text) = with_session(h, |e, s, r| {
+                login_allowed(e, s, r, user_type)?;
+                pin_prompt(r, e.key, user_type)
+            })?;
+            asked = ask_pin(&program, &text)?;
+            asked.as_slice()
+        }
+    };
     with_session(h, |e, s, r| {
         let key = e.key;
-        match user_type {
-            CKU_USER => {
-                if card(r)?.token(key).pin.is_some() {
-                    return Err(CkError::UserAlreadyLoggedIn);
-                }
-            }
-            CKU_CONTEXT_SPECIFIC => {
-                if !s.sign.as_ref().is_some_and(|op| op.always_authenticate) {
-                    return Err(CkError::OperationNotInitialized);
-                }
-            }
-            CKU_SO => return Err(CkError::UserTypeInvalid),
-            _ => return Err(CkError::UserTypeInvalid),
-        }
-        // [pinentry] A NULL PIN asks through the configured pinentry program; the answer then
-        // goes through exactly the same format check and single VERIFY as a PIN passed in.
-        let asked;
-        let pin = match pin {
-            Some(p) => p,
-            None => {
-                asked = ask_pin(r, key, user_type)?;
-                asked.as_slice()
-            }
-        };
+        // Again: the state may have changed while the pinentry was shown.
+        login_allowed(e, s, r, user_type)?;
         let pin = checked_pin(key, pin)?;
         let c = card(r)?;
         if c.token(key).tries == Some(PinTries::Blocked) {
@@ -627,13 +694,21 @@ pub fn login(h: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: Option<&[u8]>) 
     })
 }
 
-/// [pinentry] Asks for `key`'s PIN through the configured pinentry, showing the tries left (read
-/// with the empty VERIFY, which costs no try). Without a pinentry, a NULL PIN is
-/// `CKR_ARGUMENTS_BAD`; a locked PIN is refused before anything is shown; a cancelled entry is
-/// `CKR_FUNCTION_CANCELED` (as OpenSC returns for a cancelled PIN pad); a pinentry that cannot
-/// run is `CKR_FUNCTION_FAILED` (and logged).
-fn ask_pin(r: &mut Reader, key: KeyRef, user_type: CK_USER_TYPE) -> CkResult<Zeroizing<Vec<u8>>> {
-    use crate::pinentry::{get_pin, PinentryError, Prompt};
+/// The texts of a pinentry prompt (owned, to be shown with no lock held).
+struct PromptText {
+    description: String,
+    prompt: &'static str,
+    error: Option<&'static str>,
+}
+
+/// [pinentry] The configured pinentry program and what it shows for `key`'s PIN: the tries left
+/// (read with the empty VERIFY, which costs no try). Without a pinentry, a NULL PIN is
+/// `CKR_ARGUMENTS_BAD`; a locked PIN is refused before anything is shown.
+fn pin_prompt(
+    r: &mut Reader,
+    key: KeyRef,
+    user_type: CK_USER_TYPE,
+) -> CkResult<(std::path::PathBuf, PromptText)> {
     let program = crate::config::get()
         .pinentry
         .clone()
@@ -665,13 +740,28 @@ fn ask_pin(r: &mut Reader, key: KeyRef, user_type: CK_USER_TYPE) -> CkResult<Zer
     let error = (tries == 1).then_some(
         "Last try: a wrong entry locks the key (only a municipal office can unlock it).",
     );
+    Ok((
+        program,
+        PromptText {
+            description,
+            prompt,
+            error,
+        },
+    ))
+}
+
+/// [pinentry] Runs the pinentry (no lock held). A cancelled entry is `CKR_FUNCTION_CANCELED` (as
+/// OpenSC returns for a cancelled PIN pad); a pinentry that cannot run is `CKR_FUNCTION_FAILED`
+/// (and logged).
+fn ask_pin(program: &std::path::Path, text: &PromptText) -> CkResult<Zeroizing<Vec<u8>>> {
+    use crate::pinentry::{get_pin, PinentryError, Prompt};
     let p = Prompt {
         title: "JPKI My Number Card",
-        description: &description,
-        prompt,
-        error,
+        description: &text.description,
+        prompt: text.prompt,
+        error: text.error,
     };
-    match get_pin(&program, &p) {
+    match get_pin(program, &p) {
         Ok(pin) => Ok(pin),
         Err(PinentryError::Cancelled) => {
             crate::log::info(format_args!("PIN entry cancelled"));
@@ -704,8 +794,8 @@ pub fn set_pin(h: CK_SESSION_HANDLE, old: Option<&[u8]>, new: Option<&[u8]>) -> 
             new.ok_or(CkError::ArgumentsBad)?,
         );
         // An old PIN of the wrong format cannot be right: refuse it without a try.
-        let old = checked_pin(e.key, old).map_err(|_| CkError::PinIncorrect)?;
-        let new = checked_pin(e.key, new)?;
+        let old = checked_pin(e.key, old)?;
+        let new = checked_new_pin(e.key, new)?;
         // (A blocked PIN is refused by `change_pin` before the card sees it.)
         if let Err(err) = card(r)?.change_pin(e.key, &old, &new) {
             return Err(card_error(r, err, Context::Login));
@@ -1008,7 +1098,99 @@ pub fn verify_final(h: CK_SESSION_HANDLE, sig: &[u8]) -> CkResult<()> {
     })
 }
 
+/// The most `C_GenerateRandom` gives in one call. The card's GET CHALLENGE gives 8 bytes per
+/// APDU inside one transaction that holds the card for every other program: 4096 bytes is 512
+/// APDUs (a few seconds over a contactless reader). More is `CKR_ARGUMENTS_BAD`; a program that
+/// needs more asks several times (or seeds a generator of its own).
+pub const MAX_RANDOM_LEN: usize = 4096;
+
+pub fn digest_init(h: CK_SESSION_HANDLE, m: &Mechanism) -> CkResult<()> {
+    with_session(h, |_, s, _| {
+        if s.digest.is_some() {
+            return Err(CkError::OperationActive);
+        }
+        let alg = mechanism::parse_digest(m)?;
+        s.digest = Some(DigestOp {
+            alg,
+            hasher: mechanism::Hasher::new(alg),
+            multipart: false,
+        });
+        Ok(())
+    })
+}
+
+/// The length of the active digest (known at `C_DigestInit`).
+pub fn digest_len(h: CK_SESSION_HANDLE) -> CkResult<usize> {
+    with_session(h, |_, s, _| {
+        s.digest
+            .as_ref()
+            .map(|op| op.alg.output_len())
+            .ok_or(CkError::OperationNotInitialized)
+    })
+}
+
+/// Ends the digest operation (the termination rule, as [`sign_abort`]).
+pub fn digest_abort(h: CK_SESSION_HANDLE) -> CkResult<()> {
+    with_session(h, |_, s, _| {
+        s.digest = None;
+        Ok(())
+    })
+}
+
+pub fn digest(h: CK_SESSION_HANDLE, data: &[u8]) -> CkResult<Vec<u8>> {
+    with_session(h, |_, s, _| {
+        let mut op = s.digest.take().ok_or(CkError::OperationNotInitialized)?;
+        if op.multipart {
+            return Err(CkError::OperationActive);
+        }
+        op.hasher.update(data);
+        Ok(op.hasher.finish())
+    })
+}
+
+pub fn digest_update(h: CK_SESSION_HANDLE, data: &[u8]) -> CkResult<()> {
+    with_session(h, |_, s, _| {
+        let op = s.digest.as_mut().ok_or(CkError::OperationNotInitialized)?;
+        op.multipart = true;
+        op.hasher.update(data);
+        Ok(())
+    })
+}
+
+/// `C_DigestKey`: the tokens have no secret key, and the value of an RSA key is not digested
+/// (`CKR_KEY_INDIGESTIBLE` for the key objects; the operation ends, as after a failed update).
+pub fn digest_key(h: CK_SESSION_HANDLE, key_handle: CK_OBJECT_HANDLE) -> CkResult<()> {
+    with_session(h, |e, s, r| {
+        if s.digest.is_none() {
+            return Err(CkError::OperationNotInitialized);
+        }
+        s.digest = None;
+        let logged_in = card(r)?.token(e.key).pin.is_some();
+        match Obj::from_handle(e.key, key_handle) {
+            Some(obj @ (Obj::PrivateKey | Obj::PublicKey)) if obj.visible(e.key, logged_in) => {
+                Err(CkError::KeyIndigestible)
+            }
+            _ => Err(CkError::KeyHandleInvalid),
+        }
+    })
+}
+
+pub fn digest_final(h: CK_SESSION_HANDLE) -> CkResult<Vec<u8>> {
+    with_session(h, |_, s, _| {
+        let op = s.digest.take().ok_or(CkError::OperationNotInitialized)?;
+        Ok(op.hasher.finish())
+    })
+}
+
 pub fn generate_random(h: CK_SESSION_HANDLE, len: usize) -> CkResult<Vec<u8>> {
+    if len > MAX_RANDOM_LEN {
+        crate::log::info(format_args!(
+            "C_GenerateRandom: {len} bytes asked, at most {MAX_RANDOM_LEN} in one call"
+        ));
+        // The session is checked first: its code comes before this one.
+        check_session(h)?;
+        return Err(CkError::ArgumentsBad);
+    }
     with_session(h, |_, _, r| match card(r)?.random(len) {
         Ok(v) => Ok(v),
         Err(err) => Err(card_error(r, err, Context::Read)),

@@ -29,6 +29,8 @@ impl Fixture {
     pub fn with_card(card: VirtualCard) -> Fixture {
         let guard = crate::state::TEST_LOCK.lock();
         let _ = api::finalize();
+        // Every in-process test's card has the same identity: start with no refused PIN.
+        crate::token::forget_refused_pins();
         let sys = InProcSystem::new(&["Test Reader 00"]);
         let card = sys.insert(0, card);
         crate::state::use_card_system(Some(sys.clone()));
@@ -145,4 +147,31 @@ pub(crate) fn pss(m: CK_MECHANISM_TYPE) -> Mechanism {
             s_len: 32,
         }),
     }
+}
+
+/// Sets the module's configuration for one test; back to the files when dropped.
+pub(crate) struct ConfigGuard;
+
+impl ConfigGuard {
+    pub fn set(cfg: crate::config::Config) -> ConfigGuard {
+        crate::config::set_override(Some(cfg));
+        ConfigGuard
+    }
+}
+
+impl Drop for ConfigGuard {
+    fn drop(&mut self) {
+        crate::config::set_override(None);
+    }
+}
+
+pub(crate) fn with_pinentry(name: &str, answer: &str) -> (ConfigGuard, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("jpki-bt-pe-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let prog = crate::pinentry::tests::scripted(&dir, answer);
+    let guard = ConfigGuard::set(crate::config::Config {
+        pinentry: Some(prog),
+        ..Default::default()
+    });
+    (guard, dir)
 }

@@ -429,3 +429,130 @@ fn a_card_without_the_jpki_application_is_named_as_such() {
         card.log()
     );
 }
+
+/// Runs `jpki` in a new session, without a controlling terminal (as from a cron job or a
+/// desktop launcher); returns (exit code, stderr).
+fn jpki_without_terminal(args: &[&str]) -> (i32, String) {
+    let out = Command::new("setsid")
+        .arg("--wait")
+        .arg("timeout")
+        .arg("60")
+        .arg(env!("CARGO_BIN_EXE_jpki"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run setsid (util-linux)");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cert_export_of_the_signature_certificate_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = common::lock();
+    let card = VCard::start();
+    let r = card.reader.as_str();
+    let dir = card.state_dir.clone();
+    let pw = write_file(&dir, "pw.txt", "JPKITEST1\n");
+    // Over an existing world-readable file: narrowed to 0600 before the personal data goes in.
+    let out = dir.join("sign.der");
+    std::fs::write(&out, b"old").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = out.to_str().unwrap();
+    let args = [
+        "cert",
+        "export",
+        "sign",
+        "--der",
+        "--reader",
+        r,
+        "--password-file",
+        &pw,
+    ];
+    let (code, _, err) = jpki_in(&[&args[..], &["--out", o]].concat(), b"", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), card.cert("sign"));
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    // A new file too.
+    let fresh = dir.join("sign.pem");
+    let f = fresh.to_str().unwrap();
+    let (code, _, err) = jpki_in(
+        &[
+            &args[..2],
+            &["sign", "--reader", r, "--password-file", &pw, "--out", f],
+        ]
+        .concat(),
+        b"",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    // Public certificates keep the usual permissions (umask).
+    let ca = dir.join("sign-ca.der");
+    let c = ca.to_str().unwrap();
+    let (code, _, err) = jpki_in(
+        &[
+            "cert", "export", "sign-ca", "--der", "--reader", r, "--out", c,
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&ca).unwrap(), card.cert("sign-ca"));
+
+    // No terminal: each command names its own options, nothing is sent.
+    card.clear_log();
+    let (code, err) = jpki_without_terminal(&["cert", "export", "sign", "--reader", r]);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("no terminal") && err.contains("--password-file"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("--stdin") && !err.contains("--pin-file"),
+        "{err}"
+    );
+    let (code, err) = jpki_without_terminal(&["pin", "change", "auth", "--reader", r]);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("--pin-file") && err.contains("--stdin"),
+        "{err}"
+    );
+    assert!(!err.contains("--password-file"), "{err}");
+    assert!(pin_apdus(&card).is_empty(), "{:?}", pin_apdus(&card));
+    assert_eq!(card.tries_left(), (3, 5));
+}
+
+#[test]
+fn a_new_signature_password_must_mix_letters_and_digits() {
+    let _g = common::lock();
+    let card = VCard::start();
+    let r = card.reader.as_str();
+    card.clear_log();
+    for new in ["ABCDEFGH", "12345678"] {
+        let input = format!("JPKITEST1\n{new}\n{new}\n");
+        let (code, _, err) = jpki_in(
+            &["pin", "change", "sign", "--reader", r, "--stdin"],
+            input.as_bytes(),
+            &[],
+        );
+        assert_eq!(code, 8, "{err}");
+        assert!(
+            err.contains("must mix letters and digits") && err.contains("nothing was sent"),
+            "{err}"
+        );
+    }
+    assert!(pin_apdus(&card).is_empty(), "{:?}", pin_apdus(&card));
+    let (code, _, err) = jpki_in(
+        &["pin", "change", "sign", "--reader", r, "--stdin"],
+        b"JPKITEST1\nnewpass22\nNEWPASS22\n",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (ok, msg) = module_login_ok("JPKI Digital Signature", "NEWPASS22");
+    assert!(ok, "{msg}");
+}

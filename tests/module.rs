@@ -316,26 +316,26 @@ fn pins_are_checked_before_the_card_sees_them_and_blocking_is_reported() {
     for bad in ["123", "12345", ""] {
         assert_eq!(
             rv(a.login(UserType::User, Some(&pin(bad))).unwrap_err()),
-            RvError::PinLenRange,
+            RvError::PinIncorrect,
             "{bad:?}"
         );
     }
     assert_eq!(
         rv(a.login(UserType::User, Some(&pin("12a4"))).unwrap_err()),
-        RvError::PinInvalid
+        RvError::PinIncorrect
     );
     assert_eq!(
         rv(s.login(UserType::User, Some(&pin("ABC12"))).unwrap_err()),
-        RvError::PinLenRange
+        RvError::PinIncorrect
     );
     assert_eq!(
         rv(s.login(UserType::User, Some(&pin("ABCDEFGHIJKLMNOPQ")))
             .unwrap_err()),
-        RvError::PinLenRange
+        RvError::PinIncorrect
     );
     assert_eq!(
         rv(s.login(UserType::User, Some(&pin("ABC_123"))).unwrap_err()),
-        RvError::PinInvalid
+        RvError::PinIncorrect
     );
     assert_eq!(
         verifies_sent(&card),

@@ -163,7 +163,32 @@ fn wrong_pin_costs_one_try_and_is_reported() {
     assert_eq!(card.tries_left(), (2, 5));
     let list = tool(&["-L"]);
     assert!(list.contains("user PIN count low"), "{list}");
-    let out = tool_raw(&["--token-label", AUTH, "--login", "--pin", "12345", "-O"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("CKR_PIN_LEN_RANGE"));
+    // A malformed PIN is answered as an incorrect one (C_Login's code, on which NSS asks again),
+    // but it never reaches the card.
+    card.clear_log();
+    let log = card.state_dir.join("module.log");
+    let out = Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(common::module_path())
+        .args(["--token-label", AUTH, "--login", "--pin", "12345", "-O"])
+        .env("JPKI_PKCS11_DEBUG", &log)
+        .output()
+        .expect("run pkcs11-tool");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CKR_PIN_INCORRECT"));
+    // The precise reason is in the module's log, the PIN is not.
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        logged.contains("refused before the card") && logged.contains("wrong length"),
+        "{logged}"
+    );
+    assert!(!logged.contains("12345"), "{logged}");
     assert_eq!(card.tries_left(), (2, 5), "a malformed PIN costs nothing");
+    assert!(
+        !card
+            .log()
+            .iter()
+            .any(|l| l.starts_with("0020") && l.contains('*')),
+        "no VERIFY with a PIN: {:?}",
+        card.log()
+    );
 }

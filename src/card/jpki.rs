@@ -68,6 +68,13 @@ impl KeyRef {
             KeyRef::Sign => 16,
         }
     }
+    /// What the PIN is called, for messages.
+    pub fn pin_name(self) -> &'static str {
+        match self {
+            KeyRef::Auth => "user authentication PIN",
+            KeyRef::Sign => "digital signature password",
+        }
+    }
 }
 
 /// Why a PIN was refused before it reached the card.
@@ -77,6 +84,21 @@ pub enum PinFormat {
     Length,
     /// A character the card cannot hold.
     Characters,
+    /// A new signature password of letters only or digits only (it must mix both).
+    NotMixed,
+}
+
+impl PinFormat {
+    /// Why a PIN for `key` was refused, for logs and messages (never the PIN itself).
+    pub fn reason(self, key: KeyRef) -> &'static str {
+        match (self, key) {
+            (PinFormat::Length, KeyRef::Auth) => "wrong length (exactly 4 digits)",
+            (PinFormat::Length, KeyRef::Sign) => "wrong length (6 to 16 letters and digits)",
+            (PinFormat::Characters, KeyRef::Auth) => "a character other than a digit",
+            (PinFormat::Characters, KeyRef::Sign) => "a character other than A-Z and 0-9",
+            (PinFormat::NotMixed, _) => "letters only or digits only (it must mix both)",
+        }
+    }
 }
 
 /// Checks a PIN's format and returns the bytes the card expects: authentication PIN exactly 4
@@ -91,6 +113,20 @@ pub fn normalize_pin(key: KeyRef, pin: &[u8]) -> Result<Vec<u8>, PinFormat> {
         KeyRef::Sign if pin.iter().all(u8::is_ascii_alphanumeric) => Ok(pin.to_ascii_uppercase()),
         _ => Err(PinFormat::Characters),
     }
+}
+
+/// Checks a PIN about to be set (`C_SetPIN`, `jpki pin change`): as [`normalize_pin`], and a
+/// new signature password must mix letters and digits (the official rule; municipal guidance).
+/// The card is not known to enforce it: a password it would keep but that breaks the rule is
+/// refused here, before anything is sent.
+pub fn normalize_new_pin(key: KeyRef, pin: &[u8]) -> Result<Vec<u8>, PinFormat> {
+    let p = normalize_pin(key, pin)?;
+    if key == KeyRef::Sign
+        && !(p.iter().any(u8::is_ascii_digit) && p.iter().any(u8::is_ascii_uppercase))
+    {
+        return Err(PinFormat::NotMixed);
+    }
+    Ok(p)
 }
 
 /// Tries left on a PIN, as the card tells it.
@@ -441,6 +477,35 @@ mod tests {
         assert_eq!(
             normalize_pin(KeyRef::Sign, "ABCÄ12".as_bytes()),
             Err(PinFormat::Characters)
+        );
+    }
+
+    #[test]
+    fn new_signature_passwords_mix_letters_and_digits() {
+        assert_eq!(
+            normalize_new_pin(KeyRef::Sign, b"abc123"),
+            Ok(b"ABC123".to_vec())
+        );
+        assert_eq!(
+            normalize_new_pin(KeyRef::Sign, b"ABCDEFG"),
+            Err(PinFormat::NotMixed)
+        );
+        assert_eq!(
+            normalize_new_pin(KeyRef::Sign, b"1234567"),
+            Err(PinFormat::NotMixed)
+        );
+        assert_eq!(
+            normalize_new_pin(KeyRef::Sign, b"12345"),
+            Err(PinFormat::Length)
+        );
+        assert_eq!(
+            normalize_new_pin(KeyRef::Sign, b"ABC-123"),
+            Err(PinFormat::Characters)
+        );
+        // The authentication PIN is digits only: no mixing rule.
+        assert_eq!(
+            normalize_new_pin(KeyRef::Auth, b"4321"),
+            Ok(b"4321".to_vec())
         );
     }
 

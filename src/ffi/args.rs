@@ -313,7 +313,22 @@ pub unsafe fn mech_params(
     }
     // SAFETY: `param` is non-NULL and valid for reads of `len` bytes (caller's contract).
     let bytes = unsafe { in_slice(param.cast::<u8>(), len) }?;
-    Ok(MechParams::Other(bytes.to_vec()))
+    Ok(MechParams::Other(try_copy(bytes)?))
+}
+
+/// An empty vector with room for `n` items, or `CKR_HOST_MEMORY`: a length chosen by the caller
+/// never aborts the host process with an allocation failure.
+pub(crate) fn try_vec<T>(n: usize) -> CkResult<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| CkError::HostMemory)?;
+    Ok(v)
+}
+
+/// A copy of the caller's bytes, or `CKR_HOST_MEMORY` (see [`try_vec`]).
+pub(crate) fn try_copy(bytes: &[u8]) -> CkResult<Vec<u8>> {
+    let mut v = try_vec(bytes.len())?;
+    v.extend_from_slice(bytes);
+    Ok(v)
 }
 
 /// Reads a `CK_MECHANISM` and its parameter: NULL → `CKR_ARGUMENTS_BAD`.

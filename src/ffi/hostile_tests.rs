@@ -336,11 +336,11 @@ fn handles_order_and_lengths() {
             let mut long_pin = [b'1'; 1000];
             assert_eq!(
                 C_Login(h, CKU_USER, long_pin.as_mut_ptr(), 1000),
-                CKR_PIN_LEN_RANGE
+                CKR_PIN_INCORRECT
             );
             assert_eq!(
                 C_Login(h, CKU_USER, long_pin.as_mut_ptr(), 0),
-                CKR_PIN_LEN_RANGE
+                CKR_PIN_INCORRECT
             );
             assert_eq!(
                 C_Login(h, 77, long_pin.as_mut_ptr(), 4),

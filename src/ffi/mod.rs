@@ -72,6 +72,7 @@ macro_rules! not_supported {
 }
 
 pub mod args;
+pub mod digest;
 pub mod general;
 #[cfg(test)]
 mod hostile_tests;

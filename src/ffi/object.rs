@@ -8,9 +8,9 @@ use crate::error::CkError;
 use cryptoki_sys::*;
 
 cryptoki_fn! {
-    /// `C_CreateObject` (3.0 §5.7.1): `api::check_session`, then NULL template with
-    /// `ulCount > 0` or NULL `phObject` → `CKR_ARGUMENTS_BAD`, else
-    /// `CKR_TOKEN_WRITE_PROTECTED`. The template values are not read.
+    /// `C_CreateObject` (3.0 §5.7.1): `api::check_session`, then a NULL template (whatever
+    /// `ulCount`: there is no object without attributes) or NULL `phObject` →
+    /// `CKR_ARGUMENTS_BAD`, else `CKR_TOKEN_WRITE_PROTECTED`. The template values are not read.
     pub(crate) fn C_CreateObject(
         hSession: CK_SESSION_HANDLE,
         pTemplate: *mut CK_ATTRIBUTE,
@@ -19,6 +19,9 @@ cryptoki_fn! {
     ) {
         api::check_initialized()?;
         api::check_session(hSession)?;
+        if pTemplate.is_null() {
+            return Err(CkError::ArgumentsBad);
+        }
         // SAFETY: pointers are only checked for NULL here, never dereferenced.
         unsafe {
             RawTemplate::new(pTemplate, ulCount)?;
@@ -89,7 +92,7 @@ cryptoki_fn! {
         // SAFETY: a non-NULL pTemplate is valid for reading and writing ulCount attributes,
         // each with a pValue NULL or valid for ulValueLen bytes (spec §5.7.5).
         let template = unsafe { RawTemplate::new(pTemplate, ulCount) }?;
-        let values = api::get_attribute_value(hSession, hObject, &template.types())?;
+        let values = api::get_attribute_value(hSession, hObject, &template.types()?)?;
         template.fill(&values)
     }
 }

@@ -5,6 +5,7 @@
 //! pointers handed to applications are casts demanded by the C signatures, and the spec forbids
 //! applications to write through them.
 
+use super::digest::*;
 use super::general::*;
 use super::keys::*;
 use super::object::*;

@@ -4,7 +4,7 @@
 //! The fill algorithm ([`RawTemplate::fill`]) works on the answers the backend gave ([`AttrValue`]), so it
 //! can be tested without a token.
 
-use super::args::{in_slice, ulong_to_usize};
+use super::args::{in_slice, try_copy, try_vec, ulong_to_usize};
 use crate::api::{AttrValue, Template};
 use crate::error::{CkError, CkResult};
 use cryptoki_sys::*;
@@ -58,21 +58,23 @@ impl RawTemplate {
     }
 
     /// The attribute types, in order.
-    pub fn types(&self) -> Vec<CK_ATTRIBUTE_TYPE> {
-        (0..self.count).map(|i| self.get(i).type_).collect()
+    pub fn types(&self) -> CkResult<Vec<CK_ATTRIBUTE_TYPE>> {
+        let mut out = try_vec(self.count)?;
+        out.extend((0..self.count).map(|i| self.get(i).type_));
+        Ok(out)
     }
 
     /// Reads the template as a search template: each `pValue` NULL with `ulValueLen > 0` →
     /// `CKR_ARGUMENTS_BAD`.
     pub fn to_template(&self) -> CkResult<Template> {
-        (0..self.count)
-            .map(|i| {
-                let a = self.get(i);
-                // SAFETY: `pValue` is NULL or valid for `ulValueLen` bytes (contract of `new`).
-                let v = unsafe { in_slice(a.pValue.cast::<u8>().cast_const(), a.ulValueLen) }?;
-                Ok((a.type_, v.to_vec()))
-            })
-            .collect()
+        let mut out = try_vec(self.count)?;
+        for i in 0..self.count {
+            let a = self.get(i);
+            // SAFETY: `pValue` is NULL or valid for `ulValueLen` bytes (contract of `new`).
+            let v = unsafe { in_slice(a.pValue.cast::<u8>().cast_const(), a.ulValueLen) }?;
+            out.push((a.type_, try_copy(v)?));
+        }
+        Ok(out)
     }
 
     /// Fills the template with the backend's answers, per PKCS#11 3.0 §5.7.5, for **every**
@@ -299,7 +301,7 @@ mod tests {
         let mut t = [attr(CKA_CLASS, Some(&mut cv)), attr(CKA_ID, None)];
         // SAFETY: `t` and its buffers are valid.
         let raw = unsafe { RawTemplate::new(t.as_mut_ptr(), 2) }.unwrap();
-        assert_eq!(raw.types(), vec![CKA_CLASS, CKA_ID]);
+        assert_eq!(raw.types(), Ok(vec![CKA_CLASS, CKA_ID]));
         assert_eq!(
             raw.to_template(),
             Ok(vec![(CKA_CLASS, class), (CKA_ID, vec![])])

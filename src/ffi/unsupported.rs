@@ -38,14 +38,6 @@ not_supported! {
     C_DecryptFinal(hSession: CK_SESSION_HANDLE, pLastPart: *mut CK_BYTE,
         pulLastPartLen: *mut CK_ULONG);
 
-    C_DigestInit(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM);
-    C_Digest(hSession: CK_SESSION_HANDLE, pData: *mut CK_BYTE, ulDataLen: CK_ULONG,
-        pDigest: *mut CK_BYTE, pulDigestLen: *mut CK_ULONG);
-    C_DigestUpdate(hSession: CK_SESSION_HANDLE, pPart: *mut CK_BYTE, ulPartLen: CK_ULONG);
-    C_DigestKey(hSession: CK_SESSION_HANDLE, hKey: CK_OBJECT_HANDLE);
-    C_DigestFinal(hSession: CK_SESSION_HANDLE, pDigest: *mut CK_BYTE,
-        pulDigestLen: *mut CK_ULONG);
-
     C_SignRecoverInit(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM,
         hKey: CK_OBJECT_HANDLE);
     C_SignRecover(hSession: CK_SESSION_HANDLE, pData: *mut CK_BYTE, ulDataLen: CK_ULONG,

@@ -49,6 +49,17 @@ impl HashAlg {
         }
     }
 
+    /// The length of the hash, in bytes.
+    pub fn output_len(self) -> usize {
+        match self {
+            HashAlg::Sha1 => 20,
+            HashAlg::Sha224 => 28,
+            HashAlg::Sha256 => 32,
+            HashAlg::Sha384 => 48,
+            HashAlg::Sha512 => 64,
+        }
+    }
+
     /// A DER DigestInfo around `hash`.
     pub fn digest_info(self, hash: &[u8]) -> Vec<u8> {
         let mut out = self.digest_info_prefix().to_vec();
@@ -122,6 +133,28 @@ pub const ALL: [CK_MECHANISM_TYPE; 8] = [
     CKM_SHA256_RSA_PKCS_PSS,
 ];
 
+/// The digest mechanisms, computed on the host (`C_Digest*`). Smart-card modules list them (as
+/// OpenSC's does): generic test suites and `pkcs11-tool --test` exercise them, and Java's
+/// SunPKCS11 offers RSA-PSS only for a token that lists the PSS hash as a digest mechanism.
+pub const DIGESTS: [CK_MECHANISM_TYPE; 5] =
+    [CKM_SHA_1, CKM_SHA224, CKM_SHA256, CKM_SHA384, CKM_SHA512];
+
+/// The hash of a digest mechanism (`CKM_SHA_1` … `CKM_SHA512`), which take no parameter.
+pub fn parse_digest(m: &Mechanism) -> CkResult<HashAlg> {
+    let alg = match m.mechanism {
+        CKM_SHA_1 => HashAlg::Sha1,
+        CKM_SHA224 => HashAlg::Sha224,
+        CKM_SHA256 => HashAlg::Sha256,
+        CKM_SHA384 => HashAlg::Sha384,
+        CKM_SHA512 => HashAlg::Sha512,
+        _ => return Err(CkError::MechanismInvalid),
+    };
+    match m.params {
+        MechParams::None => Ok(alg),
+        _ => Err(CkError::MechanismParamInvalid),
+    }
+}
+
 /// Whether `m` is one of the PSS mechanisms (offered only while the card's PSS works).
 pub fn is_pss(m: CK_MECHANISM_TYPE) -> bool {
     m == CKM_RSA_PKCS_PSS || m == CKM_SHA256_RSA_PKCS_PSS
@@ -129,6 +162,14 @@ pub fn is_pss(m: CK_MECHANISM_TYPE) -> bool {
 
 /// `C_GetMechanismInfo` for a supported mechanism.
 pub fn info(m: CK_MECHANISM_TYPE) -> CkResult<CK_MECHANISM_INFO> {
+    if DIGESTS.contains(&m) {
+        // Key sizes mean nothing for a digest (PKCS#11 3.0 §4.x: 0 when not applicable).
+        return Ok(CK_MECHANISM_INFO {
+            ulMinKeySize: 0,
+            ulMaxKeySize: 0,
+            flags: CKF_DIGEST,
+        });
+    }
     if !ALL.contains(&m) {
         return Err(CkError::MechanismInvalid);
     }

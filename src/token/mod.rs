@@ -18,6 +18,7 @@ use crate::card::jpki::{self, KeyRef, PinTries, Sfi, SignMode};
 use crate::card::CardChannel;
 use crate::error::Error;
 use cert::Cert;
+use std::collections::HashMap;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -32,8 +33,31 @@ pub struct TokenState {
     pub cert: Option<Arc<Cert>>,
     /// The issuing CA's certificate, once read.
     pub ca: Option<Arc<Cert>>,
-    /// A salted hash of the last PIN the card refused for this token (see [`pin_fingerprint`]).
-    wrong_pin: Option<[u8; 32]>,
+}
+
+/// The PIN a card last refused for one of its keys: a salted hash of it (see
+/// [`pin_fingerprint`]) and the card's counter right after the refusal.
+#[derive(Clone, Copy)]
+struct Refused {
+    fingerprint: [u8; 32],
+    tries: PinTries,
+}
+
+/// The last refused PIN of every card and key this process has seen, keyed by the card's
+/// identity. It lives as long as the process: a `C_Finalize` + `C_Initialize`, or the card taken
+/// out and put back, does not make the module send the same wrong PIN again. It is valid while
+/// the card's counter stays where the refusal left it (a different counter means the card was
+/// used elsewhere since, and the entry is dropped).
+static REFUSED: once_cell::sync::Lazy<parking_lot::Mutex<HashMap<RefusedKey, Refused>>> =
+    once_cell::sync::Lazy::new(Default::default);
+
+/// A card's identity (see [`BoundCard::identity`]) and one of its keys.
+type RefusedKey = ([u8; 32], KeyRef);
+
+/// Forgets every refused PIN (in-process tests, which reuse one virtual card's identity).
+#[cfg(test)]
+pub(crate) fn forget_refused_pins() {
+    REFUSED.lock().clear();
 }
 
 /// A salted SHA-256 of a PIN, to recognise a PIN the card has just refused without keeping the
@@ -66,6 +90,9 @@ pub struct BoundCard {
     pub apdus: usize,
     /// Whether the card takes short EF identifiers (learnt on the way).
     sfi: Sfi,
+    /// Who the card is, for the process-wide memory of refused PINs: a hash of the start of its
+    /// authentication certificate (serial number, issuer), read at bind time.
+    identity: [u8; 32],
 }
 
 /// Index of a key's token state.
@@ -88,8 +115,13 @@ impl BoundCard {
             pss_ok: true,
             apdus: 0,
             sfi: Sfi::default(),
+            identity: [0; 32],
         };
         let head = card.run_sfi(|x, sfi| jpki::read_head(x, KeyRef::Auth.cert_ef(), sfi))?;
+        card.identity = {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(&head).into()
+        };
         let serial = cert::serial_from_head(&head).unwrap_or_default();
         // The token serial is 16 characters: keep the low-order end of the certificate serial.
         let hexed = hex(&serial);
@@ -153,29 +185,34 @@ impl BoundCard {
     /// Reads the tries left on `key`'s PIN (costs no try) and remembers them.
     pub fn refresh_tries(&mut self, key: KeyRef) -> Result<PinTries, Error> {
         let tries = self.run_sfi(|x, sfi| jpki::pin_tries(x, key, sfi))?;
-        let t = self.token_mut(key);
-        if t.tries != Some(tries) {
+        let mut refused = REFUSED.lock();
+        if refused
+            .get(&(self.identity, key))
+            .is_some_and(|r| r.tries != tries)
+        {
             // The counter moved without us (another program, or our last answer was not what
             // the card did): what we knew about a refused PIN may be stale.
-            t.wrong_pin = None;
+            refused.remove(&(self.identity, key));
         }
-        t.tries = Some(tries);
+        drop(refused);
+        self.token_mut(key).tries = Some(tries);
         Ok(tries)
     }
 
     /// Remembers what a VERIFY of `pin` says: the tries left, and whether the card refused
     /// that PIN.
     fn note_verify_result(&mut self, key: KeyRef, pin: &[u8], res: &Result<(), Error>) {
-        let t = self.token_mut(key);
+        let id = (self.identity, key);
         match res {
             Ok(()) => {
-                t.tries = Some(PinTries::Left(key.max_tries()));
-                t.wrong_pin = None;
+                self.token_mut(key).tries = Some(PinTries::Left(key.max_tries()));
+                REFUSED.lock().remove(&id);
             }
             Err(Error::Status(sw)) => {
                 if let Some(tries) = PinTries::from_sw(*sw) {
-                    t.tries = Some(tries);
-                    t.wrong_pin = Some(pin_fingerprint(pin));
+                    self.token_mut(key).tries = Some(tries);
+                    let fingerprint = pin_fingerprint(pin);
+                    REFUSED.lock().insert(id, Refused { fingerprint, tries });
                 }
             }
             Err(_) => {}
@@ -183,21 +220,40 @@ impl BoundCard {
     }
 
     /// Refuses, without asking the card, a PIN it cannot accept: any PIN for a blocked key, and
-    /// the very PIN the card refused last for this key. Applications (NSS, for one) may present
-    /// the same wrong PIN again and again; each time would cost a try.
-    fn precheck(&self, key: KeyRef, pin: &[u8]) -> Result<(), Error> {
-        let t = self.token(key);
-        match t.tries {
-            Some(PinTries::Blocked) => return Err(Error::Status(0x6984)),
-            Some(PinTries::Left(n)) if t.wrong_pin == Some(pin_fingerprint(pin)) => {
-                crate::log::debug(format_args!(
-                    "the PIN the card refused last: not sent again"
-                ));
-                return Err(Error::Status(0x63C0 | u16::from(n.min(15))));
-            }
-            _ => {}
+    /// the very PIN the card refused last for this key while its counter has not moved since
+    /// (also in an earlier initialization of the module in this process). Applications (NSS,
+    /// for one) may present the same wrong PIN again and again; each time would cost a try.
+    fn precheck(&mut self, key: KeyRef, pin: &[u8]) -> Result<(), Error> {
+        if self.token(key).tries == Some(PinTries::Blocked) {
+            return Err(Error::Status(0x6984));
         }
-        Ok(())
+        let id = (self.identity, key);
+        let Some(refused) = REFUSED.lock().get(&id).copied() else {
+            return Ok(());
+        };
+        if refused.fingerprint != pin_fingerprint(pin) {
+            return Ok(());
+        }
+        // The same PIN: is the card's counter still where that refusal left it? Unknown after a
+        // new initialization: the empty VERIFY tells, without using a try.
+        let now = match self.token(key).tries {
+            Some(t) => t,
+            None => self.refresh_tries(key)?,
+        };
+        match now {
+            PinTries::Left(n) if now == refused.tries => {
+                crate::log::info(format_args!(
+                    "the {} the card refused last: not sent again",
+                    key.pin_name()
+                ));
+                Err(Error::Status(0x63C0 | u16::from(n.min(15))))
+            }
+            PinTries::Blocked => Err(Error::Status(0x6984)),
+            _ => {
+                REFUSED.lock().remove(&id);
+                Ok(())
+            }
+        }
     }
 
     /// Presents `pin` (normalized) for `key`, then runs `f`, in one transaction (which ends with

@@ -9,7 +9,7 @@ use jpki_pkcs11::card::CardSystem;
 use jpki_pkcs11::error::Error;
 use jpki_pkcs11::token::BoundCard;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use x509_cert::der::Decode;
 use zeroize::Zeroizing;
 
@@ -151,16 +151,31 @@ fn pin_fail(card: &BoundCard, key: KeyRef, e: Error) -> Fail {
     }
 }
 
-/// Checks a PIN's format (nothing is sent for a malformed one).
+/// Checks a PIN's format (nothing is sent for a malformed one). A `new` PIN must also follow
+/// the rules for setting one (a signature password mixes letters and digits).
 fn checked(key: KeyRef, pin: &[u8], which: &str) -> Result<Zeroizing<Vec<u8>>, Fail> {
-    normalize_pin(key, pin).map(Zeroizing::new).map_err(|f| {
+    checked_as(key, pin, which, normalize_pin)
+}
+
+fn checked_new(key: KeyRef, pin: &[u8], which: &str) -> Result<Zeroizing<Vec<u8>>, Fail> {
+    checked_as(key, pin, which, jpki::normalize_new_pin)
+}
+
+fn checked_as(
+    key: KeyRef,
+    pin: &[u8],
+    which: &str,
+    rule: fn(KeyRef, &[u8]) -> Result<Vec<u8>, PinFormat>,
+) -> Result<Zeroizing<Vec<u8>>, Fail> {
+    rule(key, pin).map(Zeroizing::new).map_err(|f| {
         let rule = match key {
             KeyRef::Auth => "exactly 4 digits",
-            KeyRef::Sign => "6 to 16 letters A-Z and digits",
+            KeyRef::Sign => "6 to 16 letters A-Z and digits, mixing both when it is set",
         };
         let why = match f {
             PinFormat::Length => "has the wrong length",
             PinFormat::Characters => "has a character the card does not accept",
+            PinFormat::NotMixed => "must mix letters and digits",
         };
         Fail::new(
             exit::BAD_PIN,
@@ -420,7 +435,9 @@ pub fn cert_export(mut args: Args) -> Result<u8, Fail> {
     drop(cert);
     card.disconnect();
     let res = match &out {
-        Some(p) => std::fs::write(p, &bytes).map_err(|e| format!("{}: {e}", p.display())),
+        Some(p) => {
+            write_private(p, &bytes, which == "sign").map_err(|e| format!("{}: {e}", p.display()))
+        }
         None => std::io::stdout()
             .write_all(&bytes)
             .and_then(|()| std::io::stdout().flush())
@@ -428,6 +445,29 @@ pub fn cert_export(mut args: Args) -> Result<u8, Fail> {
     };
     res.map_err(|m| Fail::new(exit::FAILURE, m))?;
     Ok(0)
+}
+
+/// Writes `bytes` to `path`. A file with personal data (`private`: the signature certificate)
+/// is readable by its owner only (0600), also when it existed before with wider permissions:
+/// they are narrowed before anything is written.
+fn write_private(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        opts.mode(0o600);
+        let file = opts.open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        return write_all_to(file, bytes);
+    }
+    let _ = private;
+    write_all_to(opts.open(path)?, bytes)
+}
+
+fn write_all_to(mut file: std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// `jpki pin change auth|sign [--reader NAME] [--pin-file FILE | --stdin]`
@@ -457,11 +497,11 @@ pub fn pin_change(mut args: Args) -> Result<u8, Fail> {
             key_name(key),
             key.max_tries()
         );
-        let mut pins = PinReader::new(&src)?;
+        let mut pins = PinReader::new(&src, "--pin-file FILE or --stdin")?;
         let old = pins.read(&format!("Current {what}: "))?;
         let old = checked(key, &old, &format!("current {what}"))?;
         let new = pins.read(&format!("New {what}: "))?;
-        let new = checked(key, &new, &format!("new {what}"))?;
+        let new = checked_new(key, &new, &format!("new {what}"))?;
         let again = pins.read(&format!("New {what} again: "))?;
         let again = normalize_pin(key, &again).map(Zeroizing::new).ok();
         if again.as_deref() != Some(&new) {

@@ -123,10 +123,14 @@ pub enum PinSource {
 pub struct PinReader {
     lines: Option<Vec<Zeroizing<Vec<u8>>>>,
     next: usize,
+    /// The command's options that give PINs without a terminal, named when there is none.
+    no_tty: &'static str,
 }
 
 impl PinReader {
-    pub fn new(src: &PinSource) -> Result<PinReader, Fail> {
+    /// `no_tty` names the command's options that give the PIN without a terminal (shown when
+    /// there is none), e.g. `"--pin-file or --stdin"`.
+    pub fn new(src: &PinSource, no_tty: &'static str) -> Result<PinReader, Fail> {
         let read_all = |r: &mut dyn Read| -> std::io::Result<Vec<Zeroizing<Vec<u8>>>> {
             let mut all = Zeroizing::new(Vec::new());
             r.read_to_end(&mut all)?;
@@ -151,7 +155,11 @@ impl PinReader {
                     .map_err(|e| Fail::new(exit::FAILURE, format!("standard input: {e}")))?,
             ),
         };
-        Ok(PinReader { lines, next: 0 })
+        Ok(PinReader {
+            lines,
+            next: 0,
+            no_tty,
+        })
     }
 
     /// The next PIN: the next line of the file/stdin, or typed after `prompt` on the terminal.
@@ -170,7 +178,7 @@ impl PinReader {
                 self.next += 1;
                 Ok(line)
             }
-            None => read_tty(prompt),
+            None => read_tty(prompt, self.no_tty),
         }
     }
 }
@@ -192,7 +200,7 @@ fn stty(arg: &str) -> bool {
 }
 
 /// Asks on `/dev/tty` with echo off.
-fn read_tty(prompt: &str) -> Result<Zeroizing<Vec<u8>>, Fail> {
+fn read_tty(prompt: &str, no_tty: &str) -> Result<Zeroizing<Vec<u8>>, Fail> {
     let mut tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -200,7 +208,7 @@ fn read_tty(prompt: &str) -> Result<Zeroizing<Vec<u8>>, Fail> {
         .map_err(|_| {
             Fail::new(
                 exit::CANCELLED,
-                "no terminal to ask for the PIN: use --pin-file / --password-file or --stdin",
+                format!("no terminal to ask for the PIN: use {no_tty}"),
             )
         })?;
     let _ = tty.write_all(prompt.as_bytes());
@@ -228,13 +236,14 @@ fn read_tty(prompt: &str) -> Result<Zeroizing<Vec<u8>>, Fail> {
     }
 }
 
-/// Reads the one secret in `file` (its first line), or asks on the terminal.
+/// Reads the one secret in `file` (its first line), or asks on the terminal (the commands that
+/// use it take the file as `--password-file`).
 pub fn read_secret(file: Option<&Path>, prompt: &str) -> Result<Zeroizing<Vec<u8>>, Fail> {
     let src = match file {
         Some(f) => PinSource::File(f.to_path_buf()),
         None => PinSource::Prompt,
     };
-    PinReader::new(&src)?.read(prompt)
+    PinReader::new(&src, "--password-file FILE")?.read(prompt)
 }
 
 #[cfg(test)]
