@@ -353,3 +353,52 @@ fn a_card_still_unlocked_after_unpowering_is_an_error_and_logged() {
         log.display()
     );
 }
+
+/// Another process presents the authentication PIN and leaves the card unlocked.
+fn other_process_unlocks(reader: &str) {
+    let (_ctx, card) = connect(reader);
+    let mut buf = [0u8; 300];
+    let mut send = |apdu: &[u8]| sw(card.transmit(apdu, &mut buf).unwrap());
+    if send(&SELECT_JPKI) == 0x6F00 {
+        send(&SELECT_JPKI);
+    }
+    assert_eq!(send(&[0, 0xA4, 2, 0x0C, 2, 0, 0x18]), 0x9000);
+    assert_eq!(send(&[0, 0x20, 0, 0x80, 4, b'1', b'2', b'3', b'4']), 0x9000);
+    let _ = card.disconnect(pcsc::Disposition::LeaveCard);
+}
+
+/// A card whose empty VERIFY answers `9000` once the PIN is verified, left unlocked by another
+/// process: `jpki status` shows the tries as unknown (JSON: `null`), not an error, and leaves
+/// the card locked.
+#[test]
+fn jpki_status_shows_unknown_tries_and_locks_an_unlocked_card() {
+    let _g = common::lock();
+    let card = VCard::start_faulty(&["empty-verify-9000"]);
+    for json in [false, true] {
+        other_process_unlocks(&card.reader);
+        let mut args = vec!["status", "--reader", card.reader.as_str()];
+        if json {
+            args.push("--json");
+        }
+        let out = std::process::Command::new("timeout")
+            .arg("60")
+            .arg(env!("CARGO_BIN_EXE_jpki"))
+            .args(&args)
+            .output()
+            .expect("run jpki");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "jpki {args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want = if json {
+            "\"tries_left\":null"
+        } else {
+            "User authentication PIN: tries left unknown"
+        };
+        assert!(text.contains(want), "jpki {args:?} shows {want:?}:\n{text}");
+        assert_locked(&card.reader, "after jpki status");
+    }
+    assert_eq!(card.tries_left(), (3, 5));
+}
