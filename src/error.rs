@@ -115,6 +115,9 @@ pub enum Error {
     NotJpki,
     /// A signature from the card did not verify with the certificate's public key.
     BadSignature,
+    /// The card could not be confirmed locked after the module unpowered it (it may still be
+    /// unlocked: the module does not assume otherwise).
+    NotLocked,
 }
 
 impl fmt::Display for Error {
@@ -129,6 +132,7 @@ impl fmt::Display for Error {
             Error::Malformed(s) => write!(f, "malformed card answer: {s}"),
             Error::NotJpki => f.write_str("not a My Number Card (no JPKI application)"),
             Error::BadSignature => f.write_str("the card's signature did not verify"),
+            Error::NotLocked => f.write_str("the card could not be confirmed locked"),
         }
     }
 }
@@ -162,6 +166,7 @@ impl Error {
             (Error::Malformed(_), _) => CkError::DeviceError,
             (Error::NotJpki, _) => CkError::TokenNotRecognized,
             (Error::BadSignature, _) => CkError::FunctionFailed,
+            (Error::NotLocked, _) => CkError::DeviceError,
         };
         crate::log::debug(format_args!("card error '{self}' in {ctx:?} -> {ck}"));
         ck

@@ -28,4 +28,6 @@ pub mod state;
 #[cfg(test)]
 mod test_support;
 pub mod token;
+#[cfg(test)]
+mod unconfirmed_tests;
 pub mod vcard;

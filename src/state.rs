@@ -714,7 +714,9 @@ fn pin_prompt(
         .clone()
         .ok_or(CkError::ArgumentsBad)?;
     let tries = match card(r)?.refresh_tries(key) {
-        Ok(PinTries::Left(n)) if n > 0 => n,
+        Ok(PinTries::Left(n)) if n > 0 => Some(n),
+        // [uncertain] The card was found unlocked (and locked again): it did not tell the count.
+        Ok(PinTries::Unknown) => None,
         Ok(_) => return Err(CkError::PinLocked),
         Err(e) => return Err(card_error(r, e, Context::Read)),
     };
@@ -733,11 +735,9 @@ fn pin_prompt(
     } else {
         ""
     };
-    let description = format!(
-        "My Number Card: enter {what}.{purpose}\nTries left: {tries} of {}.",
-        key.max_tries()
-    );
-    let error = (tries == 1).then_some(
+    let tries_text = tries.map_or("unknown".into(), |n| format!("{n} of {}", key.max_tries()));
+    let description = format!("My Number Card: enter {what}.{purpose}\nTries left: {tries_text}.");
+    let error = (tries == Some(1)).then_some(
         "Last try: a wrong entry locks the key (only a municipal office can unlock it).",
     );
     Ok((

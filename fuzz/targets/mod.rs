@@ -10,7 +10,7 @@
 //!   with removals, resets, other cards and fault modes in between.
 //!
 //! Properties checked (a panic is a finding): no panic in the module; a VERIFY carrying a PIN is
-//! always followed, in the same transaction, by leaving the JPKI application or a reset (unless
+//! always followed, in the same transaction, by leaving the JPKI application or unpowering (unless
 //! the card is gone); certificates, signatures and random data have the lengths promised; every
 //! signature the module hands out verifies with the certificate of the card that made it; after
 //! every call another process cannot sign with either key (`6982`).
@@ -114,6 +114,17 @@ impl Transaction for ScriptTx {
         }
         r
     }
+
+    fn end_unpowered(self: Box<Self>) -> Result<(), Error> {
+        let mut s = self.0.lock().unwrap();
+        if s.removed {
+            return Err(Error::CardRemoved);
+        }
+        s.unlocked = false;
+        s.card.power_off();
+        s.card.power_on();
+        Ok(())
+    }
 }
 
 struct ScriptChannel(Arc<Mutex<ScriptState>>);
@@ -130,10 +141,11 @@ impl CardChannel for ScriptChannel {
         }
         Ok(Box::new(ScriptTx(self.0.clone())))
     }
-    fn reset(&mut self) -> Result<(), Error> {
+    fn unpower(&mut self) -> Result<(), Error> {
         let mut s = self.0.lock().unwrap();
         s.unlocked = false;
-        s.card.reset();
+        s.card.power_off();
+        s.card.power_on();
         Ok(())
     }
     fn disconnect(self: Box<Self>) {}

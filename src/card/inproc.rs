@@ -185,6 +185,14 @@ impl Transaction for InProcTransaction<'_> {
         }
         Ok(resp)
     }
+
+    fn end_unpowered(self: Box<Self>) -> Result<(), Error> {
+        let (card, _) = self.chan.card()?;
+        let mut c = card.lock();
+        c.power_off();
+        c.power_on();
+        Ok(())
+    }
 }
 
 impl CardChannel for InProcChannel {
@@ -195,9 +203,11 @@ impl CardChannel for InProcChannel {
         Ok(Box::new(InProcTransaction { chan: self }))
     }
 
-    fn reset(&mut self) -> Result<(), Error> {
+    fn unpower(&mut self) -> Result<(), Error> {
         let (card, _) = self.card()?;
-        card.lock().reset();
+        let mut c = card.lock();
+        c.power_off();
+        c.power_on();
         Ok(())
     }
 

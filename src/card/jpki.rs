@@ -134,6 +134,10 @@ pub fn normalize_new_pin(key: KeyRef, pin: &[u8]) -> Result<Vec<u8>, PinFormat> 
 pub enum PinTries {
     Left(u8),
     Blocked,
+    /// **[uncertain]** The empty VERIFY answered `9000`: the PIN is verified on the card (the
+    /// card was unlocked, by another program) and the card does not say how many tries are
+    /// left. Reported for some cards by one library; the module locks the card again at once.
+    Unknown,
 }
 
 impl PinTries {
@@ -149,30 +153,66 @@ impl PinTries {
 
 /// Whether to use the short-EF-identifier forms (`READ BINARY P1=80|SFI`, `VERIFY P2=80|SFI`,
 /// `COMPUTE DIGITAL SIGNATURE P2=80|SFI`), which save the `SELECT EF` before each command.
-/// The reference says the card accepts them; most clients still select first. So the module
-/// tries them, falls back to `SELECT` + `P2=80` for good on the first answer that says the
-/// reference is not understood, and presents a PIN in the short form only once an empty VERIFY
-/// in that form has answered `63Cx` (so a PIN is never sent in a form the card has not shown it
-/// understands).
+/// The reference says the card accepts them, but only signing in that form is reported working
+/// on a real card **[uncertain]**; most clients select first. So the module tries each kind,
+/// and falls back to `SELECT` + `P2=80` for good, for that kind, on the first answer to it that
+/// is neither success nor a security status ([`short_form_taken`]): a card that does not know a
+/// form may answer `6A86`, `6A82`, `6981`, `6986`, `6700`, `6A87`, or anything else.
+///
+/// A PIN is presented in the short form for a key only once an empty VERIFY in that form, for
+/// that key, has answered with a try counter (`63Cx`, or blocked): so a PIN never goes out in a
+/// form the card has not shown it understands for that very PIN. An empty VERIFY answered
+/// `9000` does not count: "verified" could be the answer to a reference the card misread, and
+/// it says nothing about the PIN's counter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sfi {
-    /// The card refused a short form: use `SELECT` + `P2=80` from now on.
-    pub off: bool,
-    /// The card answered an empty VERIFY in the short form with a try counter.
-    pub verify_ok: bool,
+    /// The card refused READ BINARY with `P1=80|SFI`: select the file first.
+    pub read_off: bool,
+    /// The card refused VERIFY with `P2=80|SFI`: select the PIN EF first.
+    pub verify_off: bool,
+    /// The card refused COMPUTE DIGITAL SIGNATURE with `P2=80|SFI`: select the key EF first.
+    pub sign_off: bool,
+    /// Per key ([`KeyRef::Auth`], [`KeyRef::Sign`]): the card answered an empty VERIFY in the
+    /// short form with a try counter.
+    pub verify_ok: [bool; 2],
 }
 
-/// Status words meaning "I do not know that reference / those parameters".
-fn reference_error(sw: u16) -> bool {
-    matches!(
-        sw,
-        0x6A86 | 0x6A82 | 0x6A88 | 0x6A81 | 0x6A80 | 0x6B00 | 0x6D00
-    )
+impl Sfi {
+    fn key_ix(key: KeyRef) -> usize {
+        match key {
+            KeyRef::Auth => 0,
+            KeyRef::Sign => 1,
+        }
+    }
+
+    /// Whether a PIN for `key` may be presented in the short form.
+    pub fn pin_short(&self, key: KeyRef) -> bool {
+        !self.verify_off && self.verify_ok[Self::key_ix(key)]
+    }
+}
+
+/// A security status: about the PIN, not about the command's form (`6982` not verified,
+/// `63Cx` tries left, `6983`/`6984` blocked).
+fn security_status(sw: u16) -> bool {
+    matches!(sw, 0x6982..=0x6984) || sw & 0xFFF0 == 0x63C0
+}
+
+/// Whether the answer to a short-EF-identifier command shows the card took the form: success,
+/// or a security status. Any other answer means "fall back to `SELECT` + `P2=80`".
+fn short_form_taken(sw: u16) -> bool {
+    sw == 0x9000 || security_status(sw)
 }
 
 /// Selects the JPKI application. `6A82`/`6A86` mean this is not a My Number Card.
+/// **[uncertain]** One report says the first command after power-up answered `6F00`: that
+/// answer is tolerated once (the SELECT is sent again), never more.
 pub fn select_jpki(x: &mut Exchange<'_>) -> Result<(), Error> {
-    match x.send(&command(0, 0xA4, 0x04, 0x0C, &JPKI_AID, None))?.sw {
+    let select = command(0, 0xA4, 0x04, 0x0C, &JPKI_AID, None);
+    let mut sw = x.send(&select)?.sw;
+    if sw == 0x6F00 {
+        sw = x.send(&select)?.sw;
+    }
+    match sw {
         0x9000 => Ok(()),
         0x6A82 | 0x6A86 | 0x6D00 | 0x6E00 => Err(Error::NotJpki),
         sw => Err(Error::Status(sw)),
@@ -262,11 +302,11 @@ pub fn read_der_file(
 ) -> Result<Vec<u8>, Error> {
     let mut out = head.to_vec();
     let mut selected = false;
-    if !sfi.off {
+    if !sfi.read_off {
         let at = out.len().min(255);
         let r = x.send(&command(0, 0xB0, 0x80 | fid as u8, at as u8, &[], Some(0)))?;
-        if reference_error(r.sw) {
-            sfi.off = true;
+        if !short_form_taken(r.sw) {
+            sfi.read_off = true;
         } else {
             let data = r.ok()?;
             if data.len() + at <= out.len() || data.len() > 256 {
@@ -298,9 +338,9 @@ pub fn read_der_file(
 
 /// Reads the first chunk (up to 256 bytes) of EF `fid`.
 pub fn read_head(x: &mut Exchange<'_>, fid: u16, sfi: &mut Sfi) -> Result<Vec<u8>, Error> {
-    if !sfi.off {
+    if !sfi.read_off {
         let r = x.send(&command(0, 0xB0, 0x80 | fid as u8, 0, &[], Some(0)))?;
-        if !reference_error(r.sw) {
+        if short_form_taken(r.sw) {
             let data = r.ok()?;
             if data.is_empty() || data.len() > 256 {
                 return Err(Error::Malformed(
@@ -309,56 +349,74 @@ pub fn read_head(x: &mut Exchange<'_>, fid: u16, sfi: &mut Sfi) -> Result<Vec<u8
             }
             return Ok(data);
         }
-        sfi.off = true;
+        sfi.read_off = true;
     }
     select_ef(x, fid)?;
     read_binary(x, 0, 0)
 }
 
 /// Asks the card how many tries the PIN of `key` has left. The empty VERIFY costs no try.
+///
+/// **[uncertain]** An empty VERIFY answered `9000` (some cards, once the PIN is verified) means
+/// "unlocked, tries unknown": [`PinTries::Unknown`], and the exchange is marked as having
+/// unlocked the card (`pin_presented`), so that the transaction ends by locking it again.
 pub fn pin_tries(x: &mut Exchange<'_>, key: KeyRef, sfi: &mut Sfi) -> Result<PinTries, Error> {
-    if !sfi.off {
-        let resp = x.send(&command(
-            0,
-            0x20,
-            0x00,
-            0x80 | key.pin_ef() as u8,
-            &[],
-            None,
-        ))?;
-        if let Some(t) = PinTries::from_sw(resp.sw) {
-            sfi.verify_ok = true;
-            return Ok(t);
+    let sw = 'sw: {
+        if !sfi.verify_off {
+            let resp = x.send(&command(
+                0,
+                0x20,
+                0x00,
+                0x80 | key.pin_ef() as u8,
+                &[],
+                None,
+            ))?;
+            if PinTries::from_sw(resp.sw).is_some() {
+                // A try counter for this very PIN: the card understood the short form for it.
+                sfi.verify_ok[Sfi::key_ix(key)] = true;
+            }
+            if short_form_taken(resp.sw) {
+                break 'sw resp.sw;
+            }
+            sfi.verify_off = true;
         }
-        if !reference_error(resp.sw) {
-            return Err(Error::Status(resp.sw));
+        select_ef(x, key.pin_ef())?;
+        x.send(&command(0, 0x20, 0x00, 0x80, &[], None))?.sw
+    };
+    match (sw, PinTries::from_sw(sw)) {
+        (_, Some(t)) => Ok(t),
+        (0x9000, None) => {
+            crate::log::debug(format_args!(
+                "empty VERIFY answered 9000: the card is unlocked, tries unknown; locking it"
+            ));
+            x.pin_presented = true;
+            Ok(PinTries::Unknown)
         }
-        sfi.off = true;
-    }
-    select_ef(x, key.pin_ef())?;
-    let resp = x.send(&command(0, 0x20, 0x00, 0x80, &[], None))?;
-    match PinTries::from_sw(resp.sw) {
-        Some(t) => Ok(t),
-        // [uncertain] A card that answers 9000 to the empty VERIFY does not tell the count:
-        // report an error rather than guess.
-        None => Err(Error::Status(resp.sw)),
+        (sw, None) => Err(Error::Status(sw)),
     }
 }
 
 /// Presents `pin` (already normalized) for `key`. `Ok` means the key is now usable; a wrong PIN
 /// gives `Err(Status(63Cx))`, a blocked one `Err(Status(6983|6984))`.
-pub fn verify(x: &mut Exchange<'_>, key: KeyRef, pin: &[u8], sfi: &Sfi) -> Result<(), Error> {
-    if !sfi.off && sfi.verify_ok {
-        return x
-            .send(&command(
-                0,
-                0x20,
-                0x00,
-                0x80 | key.pin_ef() as u8,
-                pin,
-                None,
-            ))?
-            .ok_empty();
+///
+/// The short form is used only when the card has answered an empty VERIFY in it for this key
+/// ([`Sfi::pin_short`]). If the card still refuses the short form with the PIN, the PIN is not
+/// sent again in the long form in the same call (one VERIFY carrying a PIN per call, whatever
+/// the card did with it): the call fails, and the next one uses the long form.
+pub fn verify(x: &mut Exchange<'_>, key: KeyRef, pin: &[u8], sfi: &mut Sfi) -> Result<(), Error> {
+    if sfi.pin_short(key) {
+        let r = x.send(&command(
+            0,
+            0x20,
+            0x00,
+            0x80 | key.pin_ef() as u8,
+            pin,
+            None,
+        ))?;
+        if !short_form_taken(r.sw) {
+            sfi.verify_off = true;
+        }
+        return r.ok_empty();
     }
     select_ef(x, key.pin_ef())?;
     x.send(&command(0, 0x20, 0x00, 0x80, pin, None))?.ok_empty()
@@ -387,7 +445,7 @@ pub fn sign(
         return Err(Error::Malformed("signing input length out of range"));
     }
     let mut short_refused = None;
-    if !sfi.off {
+    if !sfi.sign_off {
         let r = x.send(&command(
             0x80,
             0x2A,
@@ -396,10 +454,11 @@ pub fn sign(
             data,
             Some(0),
         ))?;
-        if !reference_error(r.sw) {
+        if short_form_taken(r.sw) {
             return check_signature(r.ok()?, sig_len);
         }
-        // The short form, or the mode (e.g. PSS) is what the card refused: the long form tells.
+        // The short form, or the mode (e.g. PSS) or the data is what the card refused: the long
+        // form tells.
         short_refused = Some(r.sw);
     }
     select_ef(x, key.key_ef())?;
@@ -407,7 +466,7 @@ pub fn sign(
     match short_refused {
         // The long form was refused the same way: it was the mode, the short form is fine.
         Some(sw) if sw == resp.sw => {}
-        Some(_) => sfi.off = true,
+        Some(_) => sfi.sign_off = true,
         None => {}
     }
     check_signature(resp.ok()?, sig_len)
@@ -518,6 +577,18 @@ mod tests {
         assert_eq!(PinTries::from_sw(0x6983), Some(PinTries::Blocked));
         assert_eq!(PinTries::from_sw(0x9000), None);
         assert_eq!(PinTries::from_sw(0x6A86), None);
+    }
+
+    #[test]
+    fn short_forms_fall_back_on_any_answer_but_success_and_security_status() {
+        for sw in [0x9000, 0x6982, 0x6983, 0x6984, 0x63C0, 0x63C3] {
+            assert!(short_form_taken(sw), "{sw:04X}");
+        }
+        for sw in [
+            0x6A86, 0x6A82, 0x6981, 0x6986, 0x6700, 0x6A87, 0x6A88, 0x6F00, 0x6D00, 0x6985,
+        ] {
+            assert!(!short_form_taken(sw), "{sw:04X}");
+        }
     }
 
     #[test]

@@ -34,14 +34,30 @@ pub trait CardChannel: Send {
     /// (when the returned value is dropped). Reconnects transparently if another process reset
     /// the card since the last transaction.
     fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, Error>;
-    /// Resets the card, which clears every security state. Last resort only.
-    fn reset(&mut self) -> Result<(), Error>;
+    /// Powers the card down and up again (PC/SC: reconnecting with `SCARD_UNPOWER_CARD`), which
+    /// clears every security state. Only when [`Transaction::end_unpowered`] failed: unlike it,
+    /// this happens after the transaction ended, when another process may reach the card first.
+    fn unpower(&mut self) -> Result<(), Error>;
     /// Disconnects, leaving the card as it is (never an implicit reset).
     fn disconnect(self: Box<Self>);
 }
 
-/// Sends APDUs inside a transaction.
+/// Sends APDUs inside a transaction. Dropping it ends the transaction leaving the card as it is.
 pub trait Transaction {
     /// Sends one command APDU and returns the raw response (data followed by SW1 SW2).
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, Error>;
+
+    /// Ends the transaction with the card unpowered: the card is powered down (and up again)
+    /// *before* the lock is released (PC/SC: `SCardEndTransaction(SCARD_UNPOWER_CARD)`), so no
+    /// other process can talk to it between the last command and the power-off. A power-off
+    /// clears every security state of the card; a warm reset may not (**[uncertain]**, one
+    /// report). Last resort, when the card cannot be locked by leaving the JPKI application.
+    ///
+    /// A transport that cannot do this answers an error (the default); the caller then unpowers
+    /// the card through [`CardChannel::unpower`] and checks that it is locked.
+    fn end_unpowered(self: Box<Self>) -> Result<(), Error> {
+        Err(Error::Transport(
+            "this transport cannot unpower the card inside a transaction".into(),
+        ))
+    }
 }

@@ -122,6 +122,16 @@ impl Transaction for PcscTransaction<'_> {
         let resp = self.tx.transmit(apdu, &mut buf).map_err(map_err)?;
         Ok(resp.to_vec())
     }
+
+    fn end_unpowered(self: Box<Self>) -> Result<(), Error> {
+        // pcsc-lite's SCardEndTransaction powers the card down and up (IFD_POWER_DOWN,
+        // IFD_POWER_UP) and only then releases the lock; every other handle (and ours) is then
+        // told the card was reset. On failure the returned transaction is dropped, which ends it
+        // with SCARD_LEAVE_CARD.
+        self.tx
+            .end(Disposition::UnpowerCard)
+            .map_err(|(_, e)| map_err(e))
+    }
 }
 
 impl CardChannel for PcscChannel {
@@ -141,9 +151,9 @@ impl CardChannel for PcscChannel {
         }
     }
 
-    fn reset(&mut self) -> Result<(), Error> {
+    fn unpower(&mut self) -> Result<(), Error> {
         let card = self.card.as_mut().ok_or(Error::CardRemoved)?;
-        card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::ResetCard)
+        card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::UnpowerCard)
             .map_err(map_err)
     }
 

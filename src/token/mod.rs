@@ -4,10 +4,13 @@
 //! presented, ends by dropping the card's security state.
 //!
 //! **The card is never left unlocked.** A VERIFY opens a key for every process on the machine
-//! until another application is selected or the card is reset. So [`BoundCard::run`] selects
-//! another application before it ends any transaction that presented a PIN, and resets the card
-//! if that fails. A login that outlives one call is kept as the PIN itself, in zeroized memory,
-//! and presented again inside the transaction that needs it.
+//! until another application is selected or the card is unpowered (a warm reset may not be
+//! enough, **[uncertain]**). So [`BoundCard::run`] selects another application before it ends any
+//! transaction that presented a PIN (or found the card unlocked); if that fails, it ends the
+//! transaction with the card unpowered (before any other process can reach it), then checks in
+//! a new transaction that the card is locked, and fails the call if it cannot. A login that
+//! outlives one call is kept as the PIN itself, in zeroized memory, and presented again inside
+//! the transaction that needs it.
 
 pub mod cert;
 pub mod mechanism;
@@ -155,36 +158,128 @@ impl BoundCard {
         &mut self,
         f: impl FnOnce(&mut Exchange<'_>, &mut Sfi) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        self.run_keyed(None, f)
+    }
+
+    /// [`BoundCard::run_sfi`] for a transaction that may unlock `key` (only that one), which is
+    /// what the last resort then checks is locked again (both keys when `None`).
+    ///
+    /// Last resort, when neither the ISD nor the 券面事項入力補助AP can be selected: the
+    /// transaction ends with the card unpowered, inside it (issue 9, finding 9: "lock before
+    /// releasing"; a warm reset after the transaction would leave a gap in which another process
+    /// could use the unlocked card, and may not even clear the security state, **[uncertain]**).
+    /// Then a new transaction confirms the card is locked ([`BoundCard::confirm_locked`]); if it
+    /// cannot, the call fails with [`Error::NotLocked`] and the failure is logged.
+    fn run_keyed<T>(
+        &mut self,
+        key: Option<KeyRef>,
+        f: impl FnOnce(&mut Exchange<'_>, &mut Sfi) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let mut sfi = self.sfi;
-        let (result, must_reset) = {
+        let (result, unpowered) = {
             let mut tx = self.chan.transaction()?;
             let mut x = Exchange::new(&mut *tx);
             let result = jpki::select_jpki(&mut x).and_then(|()| f(&mut x, &mut sfi));
-            let mut must_reset = false;
-            if x.pin_presented {
-                match jpki::drop_security_state(&mut x) {
-                    Ok(()) => {}
-                    // The card is gone: nothing is left unlocked.
-                    Err(Error::CardRemoved) => {}
-                    Err(_) => must_reset = true,
-                }
-            }
+            let must_unpower = x.pin_presented
+                && match jpki::drop_security_state(&mut x) {
+                    // Left, or the card is gone: nothing is left unlocked.
+                    Ok(()) | Err(Error::CardRemoved) => false,
+                    Err(_) => true,
+                };
             self.apdus += x.sent;
-            (result, must_reset)
+            let unpowered = must_unpower.then(|| {
+                crate::log::warn(format_args!(
+                    "could not leave the JPKI application: unpowering the card before the \
+                     transaction ends"
+                ));
+                tx.end_unpowered()
+            });
+            (result, unpowered)
         };
         self.sfi = sfi;
-        if must_reset {
-            crate::log::debug(format_args!(
-                "could not leave the JPKI application: resetting the card"
-            ));
-            self.chan.reset()?;
+        match unpowered {
+            None => result,
+            // The card is gone: nothing is left unlocked.
+            Some(Err(Error::CardRemoved)) => result,
+            Some(ended) => {
+                if let Err(e) = ended {
+                    crate::log::error(format_args!(
+                        "could not end the transaction with the card unpowered ({e}): \
+                         unpowering it after the transaction"
+                    ));
+                    if let Err(e) = self.chan.unpower() {
+                        crate::log::error(format_args!("could not unpower the card: {e}"));
+                    }
+                }
+                self.confirm_locked(key)?;
+                result
+            }
         }
-        result
+    }
+
+    /// After the card was unpowered: checks, in a new transaction, that it is locked. SELECT JPKI
+    /// (one `6F00` tolerated: **[uncertain]** the first command after power-up may get it), then
+    /// for the key whose PIN was presented (both if unknown) an empty VERIFY (costs no try) that
+    /// must answer with a try counter, not `9000` ("verified"); for the signature key, also a
+    /// READ BINARY of its certificate, which the card answers `6982` while that key is locked.
+    /// (For the authentication key nothing harmless tells: on a card whose empty VERIFY answers
+    /// `63Cx` even when verified, the power-off itself is what locked it.) Any other outcome is
+    /// an error, logged: the module never assumes the card locked.
+    fn confirm_locked(&mut self, key: Option<KeyRef>) -> Result<(), Error> {
+        let keys = match key {
+            Some(k) => vec![k],
+            None => vec![KeyRef::Auth, KeyRef::Sign],
+        };
+        let mut sfi = self.sfi;
+        let checked = match self.chan.transaction() {
+            Err(e) => Err(e),
+            Ok(mut tx) => {
+                let mut x = Exchange::new(&mut *tx);
+                let mut check = || -> Result<(), Error> {
+                    jpki::select_jpki(&mut x)?;
+                    for &k in &keys {
+                        if jpki::pin_tries(&mut x, k, &mut sfi)? == PinTries::Unknown {
+                            return Err(Error::NotLocked);
+                        }
+                        if k == KeyRef::Sign {
+                            jpki::select_ef(&mut x, k.cert_ef())?;
+                            match jpki::read_binary(&mut x, 0, 1) {
+                                Err(Error::Status(0x6982)) => {}
+                                Ok(_) => return Err(Error::NotLocked),
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    }
+                    Ok(())
+                };
+                let checked = check();
+                self.apdus += x.sent;
+                checked
+            }
+        };
+        self.sfi = sfi;
+        checked.map_err(|e| {
+            if matches!(e, Error::CardRemoved | Error::NoCard) {
+                // Gone from the reader: unpowered, so locked.
+                return e;
+            }
+            let why = match e {
+                Error::NotLocked => "it still answers as unlocked".to_string(),
+                e => e.to_string(),
+            };
+            crate::log::error(format_args!(
+                "the card could not be confirmed locked after it was unpowered ({why}); it may \
+                 still be unlocked: remove it from the reader"
+            ));
+            Error::NotLocked
+        })
     }
 
     /// Reads the tries left on `key`'s PIN (costs no try) and remembers them.
+    /// [`PinTries::Unknown`] when the card was found unlocked (it is locked again before this
+    /// returns).
     pub fn refresh_tries(&mut self, key: KeyRef) -> Result<PinTries, Error> {
-        let tries = self.run_sfi(|x, sfi| jpki::pin_tries(x, key, sfi))?;
+        let tries = self.run_keyed(Some(key), |x, sfi| jpki::pin_tries(x, key, sfi))?;
         let mut refused = REFUSED.lock();
         if refused
             .get(&(self.identity, key))
@@ -267,7 +362,7 @@ impl BoundCard {
     ) -> Result<T, Error> {
         self.precheck(key, pin)?;
         let mut verified = Ok(());
-        let res = self.run_sfi(|x, sfi| {
+        let res = self.run_keyed(Some(key), |x, sfi| {
             verified = jpki::verify(x, key, pin, sfi);
             verified.clone()?;
             f(x, sfi)

@@ -57,6 +57,26 @@ pub enum Fault {
     RemoveAfterVerify,
     /// A certificate file is damaged.
     Cert { file: CertFile, damage: CertDamage },
+    /// [uncertain card behaviour] The short-EF-identifier forms (`READ BINARY P1=80|SFI`,
+    /// `VERIFY P2=80|SFI`, `COMPUTE DIGITAL SIGNATURE P2=80|SFI`) are answered `sw` without being
+    /// processed, as a card that does not know them might (`6A86`, `6A82`, `6981`, `6986`,
+    /// `6700`, `6A87`, ...). Only for commands with INS `ins` if given, else for all three.
+    ShortForm { ins: Option<u8>, sw: u16 },
+    /// [uncertain card behaviour] A warm reset keeps the security state (and the current
+    /// application): only a power-off clears it.
+    WarmResetKeepsState,
+    /// [uncertain card behaviour] The first command after power-up is answered `6F00` (not
+    /// processed).
+    PowerUp6F00,
+    /// [uncertain card behaviour] An empty VERIFY answers `9000` while its PIN is verified
+    /// ("unlocked, tries unknown") instead of `63Cx`.
+    EmptyVerify9000,
+    /// SELECT of any application other than JPKI (the ISD, the 券面事項入力補助AP) answers `6A82`:
+    /// the card cannot be locked by leaving the JPKI application.
+    NoOtherApps,
+    /// Not a reported behaviour (tests the module's last check): neither a reset nor a power-off
+    /// clears the security state.
+    PowerOffKeepsState,
 }
 
 impl Fault {
@@ -65,7 +85,9 @@ impl Fault {
     /// `status-at:N:SW`, `status:INS:SW`, `truncate:INS:KEEP`, `oversize:INS:EXTRA`,
     /// `get-response:INS:CHUNK`, `endless-get-response:INS`, `wrong-le:INS`,
     /// `corrupt-signature`, `slow:INS:MS`, `remove-after-verify`,
-    /// `cert-bogus:auth|auth-ca|sign|sign-ca`, `cert-length:FILE:LEN`, `cert-long-form:FILE`.
+    /// `cert-bogus:auth|auth-ca|sign|sign-ca`, `cert-length:FILE:LEN`, `cert-long-form:FILE`,
+    /// `short-form:SW`, `short-form:INS:SW`, `warm-reset-keeps-state`, `power-up-6f00`,
+    /// `empty-verify-9000`, `no-other-apps`, `power-off-keeps-state`.
     pub fn parse(spec: &str) -> Result<Fault, String> {
         let parts: Vec<&str> = spec.split(':').collect();
         let bad = || format!("bad fault spec {spec:?}");
@@ -120,6 +142,19 @@ impl Fault {
                 file: file(f)?,
                 damage: CertDamage::LongLengthForm,
             },
+            ["short-form", sw] => Fault::ShortForm {
+                ins: None,
+                sw: hex16(sw)?,
+            },
+            ["short-form", ins @ ("B0" | "b0" | "20" | "2A" | "2a"), sw] => Fault::ShortForm {
+                ins: Some(hex8(ins)?),
+                sw: hex16(sw)?,
+            },
+            ["warm-reset-keeps-state"] => Fault::WarmResetKeepsState,
+            ["power-up-6f00"] => Fault::PowerUp6F00,
+            ["empty-verify-9000"] => Fault::EmptyVerify9000,
+            ["no-other-apps"] => Fault::NoOtherApps,
+            ["power-off-keeps-state"] => Fault::PowerOffKeepsState,
             _ => return Err(bad()),
         })
     }
@@ -177,6 +212,35 @@ mod tests {
         assert_eq!(
             Fault::parse("remove-after-verify"),
             Ok(Fault::RemoveAfterVerify)
+        );
+        assert_eq!(
+            Fault::parse("short-form:6A87"),
+            Ok(Fault::ShortForm {
+                ins: None,
+                sw: 0x6A87
+            })
+        );
+        assert_eq!(
+            Fault::parse("short-form:B0:6981"),
+            Ok(Fault::ShortForm {
+                ins: Some(0xB0),
+                sw: 0x6981
+            })
+        );
+        assert!(Fault::parse("short-form:A4:6981").is_err());
+        assert_eq!(
+            Fault::parse("warm-reset-keeps-state"),
+            Ok(Fault::WarmResetKeepsState)
+        );
+        assert_eq!(Fault::parse("power-up-6f00"), Ok(Fault::PowerUp6F00));
+        assert_eq!(
+            Fault::parse("empty-verify-9000"),
+            Ok(Fault::EmptyVerify9000)
+        );
+        assert_eq!(Fault::parse("no-other-apps"), Ok(Fault::NoOtherApps));
+        assert_eq!(
+            Fault::parse("power-off-keeps-state"),
+            Ok(Fault::PowerOffKeepsState)
         );
         assert!(Fault::parse("status:2A").is_err());
         assert!(Fault::parse("cert-bogus:other").is_err());

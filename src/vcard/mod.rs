@@ -16,6 +16,10 @@
 //!   VERIFY, including the empty one.
 //! - ISO commands take `CLA 00`, COMPUTE DIGITAL SIGNATURE takes `CLA 80`; the other CLA of the
 //!   two → `6E00`.
+//! - The reference's **[uncertain]** behaviours of the real card are fault modes, off by default
+//!   ([`Fault::ShortForm`], [`Fault::WarmResetKeepsState`], [`Fault::PowerUp6F00`],
+//!   [`Fault::EmptyVerify9000`]): by default a warm reset clears the security state, the first
+//!   command after power-up is processed, and an empty VERIFY always answers `63Cx`.
 
 mod der;
 pub mod fault;
@@ -240,6 +244,8 @@ pub struct VirtualCard {
     le_toggle: bool,
     /// [`Fault::RemoveAfterVerify`] fired: the card left the reader.
     pulled: bool,
+    /// Powered up and no command since (for [`Fault::PowerUp6F00`]).
+    fresh: bool,
 }
 
 /// How the card answers the PSS signing modes (P1 04 and 05). A real card's PSS support is
@@ -291,6 +297,7 @@ impl VirtualCard {
             pending: None,
             le_toggle: false,
             pulled: false,
+            fresh: false,
         }
     }
 
@@ -416,23 +423,42 @@ impl VirtualCard {
         self.ef = None;
     }
 
-    /// Power on: the ISD is current, no PIN verified.
+    fn has_fault(&self, fault: &Fault) -> bool {
+        self.faults.contains(fault)
+    }
+
+    /// Power on: the ISD is current, no PIN verified (unless [`Fault::PowerOffKeepsState`]).
     pub fn power_on(&mut self) {
-        self.cold_state();
+        if self.has_fault(&Fault::PowerOffKeepsState) {
+            self.ef = None;
+        } else {
+            self.cold_state();
+        }
         self.powered = true;
+        self.fresh = true;
         self.log.push("# power on".into());
     }
 
-    /// Power off: all security state is lost.
+    /// Power off: all security state is lost (unless [`Fault::PowerOffKeepsState`]).
     pub fn power_off(&mut self) {
-        self.cold_state();
+        if self.has_fault(&Fault::PowerOffKeepsState) {
+            self.ef = None;
+        } else {
+            self.cold_state();
+        }
         self.powered = false;
         self.log.push("# power off".into());
     }
 
-    /// Warm reset: like power off + on.
+    /// Warm reset: like power off + on, unless [`Fault::WarmResetKeepsState`] (or
+    /// [`Fault::PowerOffKeepsState`]): then the security state and the current application stay.
     pub fn reset(&mut self) {
-        self.cold_state();
+        if self.has_fault(&Fault::WarmResetKeepsState) || self.has_fault(&Fault::PowerOffKeepsState)
+        {
+            self.ef = None;
+        } else {
+            self.cold_state();
+        }
         self.powered = true;
         self.log.push("# reset".into());
     }
@@ -450,7 +476,9 @@ impl VirtualCard {
             self.sign.value.clone(),
         );
         self.fault_count += 1;
+        let first_after_power_up = std::mem::take(&mut self.fresh);
         let resp = match self.fault_before(apdu) {
+            _ if first_after_power_up && self.has_fault(&Fault::PowerUp6F00) => status(0x6F00),
             Some(r) => r,
             None => {
                 let r = self.process(apdu);
@@ -601,9 +629,21 @@ impl VirtualCard {
             }
         }
         let count = self.fault_count;
+        let short_form = match (ins, apdu.get(2), apdu.get(3)) {
+            (0xB0, Some(p1), _) => p1 & 0x80 != 0,
+            (0x20 | 0x2A, _, Some(p2)) => p2 & 0x80 != 0 && *p2 != 0x80,
+            _ => false,
+        };
+        let other_app = ins == 0xA4
+            && apdu.get(2) == Some(&0x04)
+            && apdu.get(5..).is_some_and(|aid| aid != AID_JPKI);
         self.faults.iter().find_map(|f| match *f {
             Fault::StatusAt { n, sw } if n == count => Some(status(sw)),
             Fault::StatusFor { ins: i, sw } if i == ins => Some(status(sw)),
+            Fault::ShortForm { ins: i, sw } if short_form && i.unwrap_or(ins) == ins => {
+                Some(status(sw))
+            }
+            Fault::NoOtherApps if other_app => Some(status(sw::NOT_FOUND)),
             _ => None,
         })
     }
@@ -800,11 +840,15 @@ impl VirtualCard {
             return Err(sw::BAD_P1P2);
         }
         let key = self.pin_ref(a.p2)?;
+        let empty_9000 = self.has_fault(&Fault::EmptyVerify9000);
         let pin = self.pin_mut(key);
         if pin.tries == 0 {
             return Err(sw::BLOCKED);
         }
         if a.data.is_empty() {
+            if pin.verified && empty_9000 {
+                return Ok(());
+            }
             return Err(0x63C0 | u16::from(pin.tries));
         }
         if a.data == pin.value.as_bytes() {

@@ -596,3 +596,89 @@ fn certificates_pass_openssl() {
     assert!(c.sign_cert().windows(name.len()).any(|w| w == name));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The modes for the real card's unconfirmed behaviours (and the two test-only ones).
+#[test]
+fn unconfirmed_behaviour_modes() {
+    let digest_info = {
+        let mut d = h("3031300d060960864801650304020105000420");
+        d.extend_from_slice(&Sha256::digest(b"x"));
+        d
+    };
+    // Short forms answered with a status word, unprocessed; long forms work.
+    let mut c = jpki();
+    c.set_fault(Fault::ShortForm {
+        ins: None,
+        sw: 0x6A87,
+    });
+    assert_eq!(t(&mut c, "00B08A0000"), "6A87");
+    assert_eq!(t(&mut c, "00200098"), "6A87");
+    assert_eq!(t(&mut c, &verify_apdu("98", DEFAULT_AUTH_PIN)), "6A87");
+    assert_eq!(
+        c.tries_left(),
+        (3, 5),
+        "no try used by a refused short form"
+    );
+    assert_eq!(t(&mut c, &sign_apdu(0, "97", &digest_info)), "6A87");
+    ok(&mut c, "00A4020C020018");
+    assert_eq!(t(&mut c, "00200080"), "63C3");
+    ok(&mut c, &verify_apdu("80", DEFAULT_AUTH_PIN));
+    ok(&mut c, "00A4020C020017");
+    assert_eq!(ok(&mut c, &sign_apdu(0, "80", &digest_info)).len(), 256);
+    // Only one kind.
+    c.set_fault(Fault::ShortForm {
+        ins: Some(0x2A),
+        sw: 0x6986,
+    });
+    assert_eq!(t(&mut c, &sign_apdu(0, "97", &digest_info)), "6986");
+    assert!(t(&mut c, "00B08A0000").ends_with("9000"));
+
+    // Warm reset keeps the security state; power-off clears it.
+    let mut c = jpki();
+    c.set_fault(Fault::WarmResetKeepsState);
+    ok(&mut c, &verify_apdu("98", DEFAULT_AUTH_PIN));
+    c.reset();
+    ok(&mut c, SELECT_JPKI);
+    assert_eq!(ok(&mut c, &sign_apdu(0, "97", &digest_info)).len(), 256);
+    c.power_off();
+    c.power_on();
+    ok(&mut c, SELECT_JPKI);
+    assert_eq!(t(&mut c, &sign_apdu(0, "97", &digest_info)), "6982");
+
+    // The first command after power-up answers 6F00, unprocessed; not after a reset.
+    let mut c = jpki();
+    c.set_fault(Fault::PowerUp6F00);
+    c.power_off();
+    c.power_on();
+    assert_eq!(t(&mut c, SELECT_JPKI), "6F00");
+    ok(&mut c, SELECT_JPKI);
+    c.reset();
+    ok(&mut c, SELECT_JPKI);
+
+    // Empty VERIFY: 9000 once verified, 63Cx otherwise.
+    let mut c = jpki();
+    c.set_fault(Fault::EmptyVerify9000);
+    assert_eq!(t(&mut c, "00200098"), "63C3");
+    ok(&mut c, &verify_apdu("98", DEFAULT_AUTH_PIN));
+    assert_eq!(t(&mut c, "00200098"), "9000");
+    assert_eq!(t(&mut c, "0020009B"), "63C5");
+    ok(&mut c, SELECT_ISD);
+    ok(&mut c, SELECT_JPKI);
+    assert_eq!(t(&mut c, "00200098"), "63C3");
+
+    // No other application; JPKI still selectable.
+    let mut c = jpki();
+    c.set_fault(Fault::NoOtherApps);
+    assert_eq!(t(&mut c, SELECT_ISD), "6A82");
+    assert_eq!(t(&mut c, "00A4040C0AD3921000310001010408"), "6A82");
+    ok(&mut c, SELECT_JPKI);
+
+    // Test-only: nothing but leaving the application clears the state.
+    let mut c = jpki();
+    c.set_fault(Fault::PowerOffKeepsState);
+    ok(&mut c, &verify_apdu("98", DEFAULT_AUTH_PIN));
+    c.power_off();
+    c.power_on();
+    ok(&mut c, SELECT_JPKI);
+    assert_eq!(ok(&mut c, &sign_apdu(0, "97", &digest_info)).len(), 256);
+}

@@ -121,10 +121,14 @@ fn card_fail(e: Error) -> Fail {
     }
 }
 
-/// Reads the tries left (the empty VERIFY uses no try); fails if the PIN is locked.
-fn tries_or_locked(card: &mut BoundCard, key: KeyRef) -> Result<u8, Fail> {
+/// Reads the tries left (the empty VERIFY uses no try), as text ("3 of 5 tries left"); fails if
+/// the PIN is locked.
+fn tries_or_locked(card: &mut BoundCard, key: KeyRef) -> Result<String, Fail> {
     match card.refresh_tries(key).map_err(card_fail)? {
-        PinTries::Left(n) if n > 0 => Ok(n),
+        PinTries::Left(n) if n > 0 => Ok(format!("{n} of {} tries left", key.max_tries())),
+        // [uncertain] The card was found unlocked (the module locked it again) and did not
+        // tell the count.
+        PinTries::Unknown => Ok("tries left unknown".into()),
         _ => Err(Fail::new(
             exit::PIN_LOCKED,
             format!("the {} is locked: {LOCKED_HINT}", key_name(key)),
@@ -247,6 +251,15 @@ fn tries_text(t: Result<PinTries, Error>, key: KeyRef) -> (String, String) {
                 key.max_tries()
             ),
         ),
+        // [uncertain] An empty VERIFY answered 9000: the card was unlocked (by another program;
+        // the module locked it again) and did not tell the count.
+        Ok(PinTries::Unknown) => (
+            "tries left unknown (the card was found unlocked, and locked again)".into(),
+            format!(
+                "{{\"tries_left\":null,\"max_tries\":{},\"locked\":false}}",
+                key.max_tries()
+            ),
+        ),
         Ok(_) => (
             format!("LOCKED ({LOCKED_HINT})"),
             format!(
@@ -355,7 +368,7 @@ pub fn status(mut args: Args) -> Result<u8, Fail> {
                     // Personal data: only with the signature password, for the first card only.
                     sign_done = true;
                     let tries = tries_or_locked(&mut card, KeyRef::Sign)?;
-                    eprintln!("Digital signature password: {tries} of 5 tries left");
+                    eprintln!("Digital signature password: {tries}");
                     let pw = read_secret(pw_file.as_deref(), "Digital signature password: ")?;
                     let pw = checked(KeyRef::Sign, &pw, "password")?;
                     let c = card
@@ -413,7 +426,7 @@ pub fn cert_export(mut args: Args) -> Result<u8, Fail> {
         "sign-ca" => card.ca_cert(KeyRef::Sign).map_err(card_fail),
         _ => (|| {
             let tries = tries_or_locked(&mut card, KeyRef::Sign)?;
-            eprintln!("Digital signature password: {tries} of 5 tries left");
+            eprintln!("Digital signature password: {tries}");
             let pw = read_secret(pw_file.as_deref(), "Digital signature password: ")?;
             let pw = checked(KeyRef::Sign, &pw, "password")?;
             card.cert(KeyRef::Sign, Some(&pw))
@@ -492,11 +505,7 @@ pub fn pin_change(mut args: Args) -> Result<u8, Fail> {
             KeyRef::Auth => "PIN",
             KeyRef::Sign => "password",
         };
-        eprintln!(
-            "Reader {rname}: {}: {tries} of {} tries left",
-            key_name(key),
-            key.max_tries()
-        );
+        eprintln!("Reader {rname}: {}: {tries}", key_name(key));
         let mut pins = PinReader::new(&src, "--pin-file FILE or --stdin")?;
         let old = pins.read(&format!("Current {what}: "))?;
         let old = checked(key, &old, &format!("current {what}"))?;

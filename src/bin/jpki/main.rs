@@ -44,7 +44,9 @@ commands:
       status:INS:SW, truncate:INS:KEEP, oversize:INS:EXTRA, get-response:INS:CHUNK,
       endless-get-response:INS, wrong-le:INS, corrupt-signature, slow:INS:MS,
       remove-after-verify, cert-bogus:FILE, cert-length:FILE:LEN, cert-long-form:FILE
-      (FILE = auth, auth-ca, sign, sign-ca).
+      (FILE = auth, auth-ca, sign, sign-ca); the real card's unconfirmed behaviours:
+      short-form:SW, short-form:INS:SW, warm-reset-keeps-state, power-up-6f00,
+      empty-verify-9000; and no-other-apps, power-off-keeps-state.
   help
       Show this text.
 
