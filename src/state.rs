@@ -20,6 +20,7 @@ use crate::card::jpki::{normalize_pin, KeyRef, PinFormat, PinTries};
 use crate::card::pcsc::PcscSystem;
 use crate::card::CardSystem;
 use crate::error::{CkError, CkResult, Context, Error};
+use crate::secret::SecretBuf;
 use crate::token::cert::Cert;
 use crate::token::mechanism::{self, Input, Mech};
 use crate::token::objects::{self, Obj, Source};
@@ -27,6 +28,7 @@ use crate::token::BoundCard;
 use cryptoki_sys::*;
 use once_cell::sync::Lazy;
 use parking_lot::{Mutex, RwLock};
+use rsa::RsaPublicKey;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -85,21 +87,38 @@ struct FindOp {
     pos: usize,
 }
 
+/// The key of a certificate, as an operation keeps it: not the certificate itself (the
+/// signature certificate holds personal data, dropped at logout whatever operation is active).
+#[derive(Clone)]
+struct OpKey {
+    public_key: Arc<RsaPublicKey>,
+    sig_len: usize,
+}
+
+impl OpKey {
+    fn of(cert: &Cert) -> OpKey {
+        OpKey {
+            public_key: cert.public_key().clone(),
+            sig_len: cert.sig_len(),
+        }
+    }
+}
+
 struct SignOp {
     mech: Mech,
     input: Input,
     multipart: bool,
-    cert: Arc<Cert>,
+    key: OpKey,
     always_authenticate: bool,
     /// PIN given with `C_Login(CKU_CONTEXT_SPECIFIC)` for this one signature.
-    context_pin: Option<Zeroizing<Vec<u8>>>,
+    context_pin: Option<SecretBuf>,
 }
 
 struct VerifyOp {
     mech: Mech,
     input: Input,
     multipart: bool,
-    cert: Arc<Cert>,
+    key: OpKey,
 }
 
 fn slot_parts(slot: CK_SLOT_ID) -> (usize, KeyRef) {
@@ -497,7 +516,7 @@ fn logout_if_last(slot: CK_SLOT_ID, reader: &Arc<Mutex<Reader>>, key: KeyRef) ->
     let (n, _) = session_counts(slot)?;
     if n == 0 {
         if let Some(c) = reader.lock().card.as_mut() {
-            c.token_mut(key).pin = None;
+            c.logout(key);
         }
     }
     Ok(())
@@ -556,10 +575,11 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Checks a PIN's format for `key` (never sending a malformed one to the card).
-fn checked_pin(key: KeyRef, pin: &[u8]) -> CkResult<Zeroizing<Vec<u8>>> {
+/// Checks a PIN's format for `key` (never sending a malformed one to the card), and returns it
+/// in a [`SecretBuf`] (wiped when dropped, not in core dumps).
+fn checked_pin(key: KeyRef, pin: &[u8]) -> CkResult<SecretBuf> {
     match normalize_pin(key, pin) {
-        Ok(p) => Ok(Zeroizing::new(p)),
+        Ok(p) => Ok(SecretBuf::from_slice(&Zeroizing::new(p))),
         Err(PinFormat::Length) => Err(CkError::PinLenRange),
         Err(PinFormat::Characters) => Err(CkError::PinInvalid),
     }
@@ -686,8 +706,8 @@ fn ask_pin(r: &mut Reader, key: KeyRef, user_type: CK_USER_TYPE) -> CkResult<Zer
 
 pub fn logout(h: CK_SESSION_HANDLE) -> CkResult<()> {
     with_session(h, |e, _, r| {
-        let t = card(r)?.token_mut(e.key);
-        if t.pin.take().is_none() {
+        // The PIN and the signature certificate (personal data) are wiped.
+        if !card(r)?.logout(e.key) {
             return Err(CkError::UserNotLoggedIn);
         }
         Ok(())
@@ -722,10 +742,13 @@ pub fn set_pin(h: CK_SESSION_HANDLE, old: Option<&[u8]>, new: Option<&[u8]>) -> 
 fn load_cert(r: &mut Reader, key: KeyRef, src: Source) -> CkResult<Arc<Cert>> {
     let c = card(r)?;
     let res = match src {
-        Source::Own => {
-            let pin = c.token(key).pin.clone();
-            c.cert(key, pin.as_deref().map(|p| p.as_slice()))
-        }
+        Source::Own => match c.token(key).cert.clone() {
+            Some(cert) => Ok(cert),
+            None => {
+                let pin = c.token(key).pin.clone();
+                c.cert(key, pin.as_deref())
+            }
+        },
         Source::Ca => c.ca_cert(key),
     };
     res.map_err(|e| card_error(r, e, Context::Read))
@@ -740,6 +763,11 @@ fn visible_object(e: &SessionEntry, r: &mut Reader, o: CK_OBJECT_HANDLE) -> CkRe
 }
 
 pub fn find_objects_init(h: CK_SESSION_HANDLE, template: Template) -> CkResult<()> {
+    // The values are wiped when dropped, however the search ends.
+    let template: Vec<(CK_ATTRIBUTE_TYPE, Zeroizing<Vec<u8>>)> = template
+        .into_iter()
+        .map(|(ty, v)| (ty, Zeroizing::new(v)))
+        .collect();
     with_session(h, |e, s, r| {
         if s.find.is_some() {
             return Err(CkError::OperationActive);
@@ -758,7 +786,7 @@ pub fn find_objects_init(h: CK_SESSION_HANDLE, template: Template) -> CkResult<(
                 .partition(|(ty, _)| !objects::needs_cert(key, obj, *ty));
             for (ty, want) in cheap.into_iter().chain(costly) {
                 let got = objects::attr(key, obj, *ty, &mut |src| load_cert(r, key, src))?;
-                if got != AttrValue::Value(want.clone()) {
+                if !matches!(&got, AttrValue::Value(v) if v[..] == want[..]) {
                     continue 'objects;
                 }
             }
@@ -841,12 +869,12 @@ pub fn sign_init(
         if mech.is_pss() && !pss_enabled(card(r)?) {
             return Err(CkError::MechanismInvalid);
         }
-        let cert = load_cert(r, e.key, Source::Own)?;
+        let key = OpKey::of(&*load_cert(r, e.key, Source::Own)?);
         s.sign = Some(SignOp {
             mech,
             input: Input::new(mech),
             multipart: false,
-            cert,
+            key,
             always_authenticate: e.key == KeyRef::Sign,
             context_pin: None,
         });
@@ -867,7 +895,7 @@ pub fn sign_len(h: CK_SESSION_HANDLE) -> CkResult<usize> {
     with_session(h, |_, s, _| {
         s.sign
             .as_ref()
-            .map(|op| op.cert.sig_len())
+            .map(|op| op.key.sig_len)
             .ok_or(CkError::OperationNotInitialized)
     })
 }
@@ -876,7 +904,7 @@ pub fn sign_len(h: CK_SESSION_HANDLE) -> CkResult<usize> {
 /// it. A failed re-verification of the held PIN logs the token out: the PIN is never tried twice.
 fn finish_sign(e: &SessionEntry, r: &mut Reader, mut op: SignOp) -> CkResult<Vec<u8>> {
     let key = e.key;
-    let sig_len = op.cert.sig_len();
+    let sig_len = op.key.sig_len;
     let (mode, input) = op.mech.card_input(&op.input.finish(), sig_len)?;
     let c = card(r)?;
     let held = c.token(key).pin.clone().ok_or(CkError::UserNotLoggedIn)?;
@@ -887,7 +915,7 @@ fn finish_sign(e: &SessionEntry, r: &mut Reader, mut op: SignOp) -> CkResult<Vec
     };
     match c.sign(key, &pin, mode, &input, sig_len) {
         Ok(sig) => {
-            if op.mech.verify(&op.cert.public_key, &input, &sig) {
+            if op.mech.verify(&op.key.public_key, &input, &sig) {
                 return Ok(sig);
             }
             crate::log::debug(format_args!(
@@ -901,8 +929,9 @@ fn finish_sign(e: &SessionEntry, r: &mut Reader, mut op: SignOp) -> CkResult<Vec
             Err(CkError::FunctionFailed)
         }
         Err(Error::Status(sw)) if PinTries::from_sw(sw).is_some() => {
-            // The held PIN no longer works (changed or blocked elsewhere): forget it.
-            c.token_mut(key).pin = None;
+            // The held PIN no longer works (changed or blocked elsewhere): forget it (a
+            // logout).
+            c.logout(key);
             Err(Error::Status(sw).to_ck(Context::Sign))
         }
         Err(Error::Status(0x6A86)) if op.mech.is_pss() => {
@@ -954,24 +983,24 @@ pub fn verify_init(
         }
         let mech = mechanism::parse(m)?;
         op_key(e, r, key_handle, Obj::PublicKey)?;
-        let cert = load_cert(r, e.key, Source::Own)?;
+        let key = OpKey::of(&*load_cert(r, e.key, Source::Own)?);
         s.verify = Some(VerifyOp {
             mech,
             input: Input::new(mech),
             multipart: false,
-            cert,
+            key,
         });
         Ok(())
     })
 }
 
 fn finish_verify(op: VerifyOp, sig: &[u8]) -> CkResult<()> {
-    let sig_len = op.cert.sig_len();
+    let sig_len = op.key.sig_len;
     if sig.len() != sig_len {
         return Err(CkError::SignatureLenRange);
     }
     let (_, input) = op.mech.card_input(&op.input.finish(), sig_len)?;
-    if op.mech.verify(&op.cert.public_key, &input, sig) {
+    if op.mech.verify(&op.key.public_key, &input, sig) {
         Ok(())
     } else {
         Err(CkError::SignatureInvalid)

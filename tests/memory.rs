@@ -429,6 +429,9 @@ impl Module {
             "C_Sign",
         );
         assert_eq!(sig_len, 256);
+        // The certificate once more, last: its copies must be wiped however the allocator
+        // reuses memory afterwards.
+        drop(self.value(h, cert, CKA_VALUE));
     }
 }
 
