@@ -8,6 +8,7 @@
 
 use crate::error::CkResult;
 use cryptoki_sys::*;
+use zeroize::Zeroize;
 
 /// A mechanism as passed to `C_SignInit`/`C_VerifyInit`, with its parameter decoded by `ffi/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +36,8 @@ pub struct PssParams {
     pub s_len: CK_ULONG,
 }
 
-/// One attribute's answer to `C_GetAttributeValue`.
+/// One attribute's answer to `C_GetAttributeValue`. A value is wiped when dropped: it may be
+/// (part of) the signature certificate, which holds personal data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttrValue {
     /// The value, encoded as PKCS#11 lays it out in memory (CK_BBOOL = 1 byte, CK_ULONG native).
@@ -46,7 +48,16 @@ pub enum AttrValue {
     Invalid,
 }
 
-/// A search template: attribute types with their encoded values.
+impl Drop for AttrValue {
+    fn drop(&mut self) {
+        if let AttrValue::Value(v) = self {
+            v.zeroize();
+        }
+    }
+}
+
+/// A search template: attribute types with their encoded values (`find_objects_init` wipes
+/// them: an application may search by the certificate's value).
 pub type Template = Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>;
 
 pub use crate::state::MAX_RANDOM_LEN;

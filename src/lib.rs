@@ -7,6 +7,7 @@
 //! - `token`: the PKCS#11 view of one card (objects, attributes, mechanisms, login).
 //! - `card`: the card protocol (APDUs, JPKI operations) over a transport.
 //! - `config`, `log`, `pinentry`: the configuration file, logging, PIN entry by the module.
+//! - `secret`: page-aligned, wiped, not-dumped buffers for PINs and cached certificates.
 //! - `vcard`: the virtual My Number Card used by the tests and `jpki virtual-card`.
 
 #![deny(clippy::undocumented_unsafe_blocks, clippy::not_unsafe_ptr_arg_deref)]
@@ -24,6 +25,7 @@ pub mod pinentry;
 mod promises_tests;
 #[cfg(test)]
 mod reliability_tests;
+pub mod secret;
 pub mod state;
 #[cfg(test)]
 mod test_support;

@@ -98,9 +98,13 @@ impl Drop for Session {
     }
 }
 
-/// One answer line of the server, without its newline (zeroized: it may carry the PIN).
+/// Longest answer line accepted (Assuan's limit is 1000 bytes).
+const MAX_LINE: usize = 4096;
+
+/// One answer line of the server, without its newline (zeroized: it may carry the PIN; sized
+/// for the longest line at once, so it never reallocates and leaves no copy behind).
 fn read_line(r: &mut ChildStdout) -> Result<Zeroizing<Vec<u8>>, PinentryError> {
-    let mut line = Zeroizing::new(Vec::with_capacity(128));
+    let mut line = Zeroizing::new(Vec::with_capacity(MAX_LINE));
     let mut byte = [0u8; 1];
     loop {
         match r.read(&mut byte) {
@@ -112,7 +116,7 @@ fn read_line(r: &mut ChildStdout) -> Result<Zeroizing<Vec<u8>>, PinentryError> {
             Ok(_) if byte[0] == b'\n' => return Ok(line),
             Ok(_) => {
                 // Assuan lines are at most 1000 bytes; refuse a runaway answer.
-                if line.len() >= 4096 {
+                if line.len() >= MAX_LINE {
                     return Err(PinentryError::Failed("pinentry line too long".into()));
                 }
                 line.push(byte[0]);
@@ -169,7 +173,12 @@ impl Session {
             }
             if let Some(rest) = line.strip_prefix(b"D ") {
                 match data.as_deref_mut() {
-                    Some(d) => unescape_into(rest, d),
+                    Some(d) => {
+                        // Decoded into a wiped buffer, then appended without leaving a copy.
+                        let mut decoded = Zeroizing::new(Vec::with_capacity(rest.len()));
+                        unescape_into(rest, &mut decoded);
+                        crate::secret::extend_wiped(d, &decoded);
+                    }
                     None => return Err(PinentryError::Failed("unexpected D line".into())),
                 }
                 continue;

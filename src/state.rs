@@ -20,6 +20,7 @@ use crate::card::jpki::{normalize_new_pin, normalize_pin, KeyRef, PinFormat, Pin
 use crate::card::pcsc::PcscSystem;
 use crate::card::CardSystem;
 use crate::error::{CkError, CkResult, Context, Error};
+use crate::secret::SecretBuf;
 use crate::token::cert::Cert;
 use crate::token::mechanism::{self, Input, Mech};
 use crate::token::objects::{self, Obj, Source};
@@ -27,6 +28,7 @@ use crate::token::BoundCard;
 use cryptoki_sys::*;
 use once_cell::sync::Lazy;
 use parking_lot::{Mutex, RwLock};
+use rsa::RsaPublicKey;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -93,21 +95,38 @@ struct FindOp {
     pos: usize,
 }
 
+/// The key of a certificate, as an operation keeps it: not the certificate itself (the
+/// signature certificate holds personal data, dropped at logout whatever operation is active).
+#[derive(Clone)]
+struct OpKey {
+    public_key: Arc<RsaPublicKey>,
+    sig_len: usize,
+}
+
+impl OpKey {
+    fn of(cert: &Cert) -> OpKey {
+        OpKey {
+            public_key: cert.public_key().clone(),
+            sig_len: cert.sig_len(),
+        }
+    }
+}
+
 struct SignOp {
     mech: Mech,
     input: Input,
     multipart: bool,
-    cert: Arc<Cert>,
+    key: OpKey,
     always_authenticate: bool,
     /// PIN given with `C_Login(CKU_CONTEXT_SPECIFIC)` for this one signature.
-    context_pin: Option<Zeroizing<Vec<u8>>>,
+    context_pin: Option<SecretBuf>,
 }
 
 struct VerifyOp {
     mech: Mech,
     input: Input,
     multipart: bool,
-    cert: Arc<Cert>,
+    key: OpKey,
 }
 
 fn slot_parts(slot: CK_SLOT_ID) -> (usize, KeyRef) {
@@ -535,7 +554,7 @@ fn logout_if_last(slot: CK_SLOT_ID, reader: &Arc<Mutex<Reader>>, key: KeyRef) ->
     let (n, _) = live_sessions(slot, r.generation)?;
     if n == 0 {
         if let Some(c) = r.card.as_mut() {
-            c.token_mut(key).pin = None;
+            c.logout(key);
         }
     }
     Ok(())
@@ -584,10 +603,10 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 
 /// Checks a new PIN's format for `key` (`C_SetPIN`): `CKR_PIN_LEN_RANGE` or `CKR_PIN_INVALID`,
 /// nothing sent. A new signature password must also mix letters and digits (the card's
-/// official rule).
-fn checked_new_pin(key: KeyRef, pin: &[u8]) -> CkResult<Zeroizing<Vec<u8>>> {
+/// official rule). Returned in a [`SecretBuf`] (wiped when dropped, not in core dumps).
+fn checked_new_pin(key: KeyRef, pin: &[u8]) -> CkResult<SecretBuf> {
     match normalize_new_pin(key, pin) {
-        Ok(p) => Ok(Zeroizing::new(p)),
+        Ok(p) => Ok(SecretBuf::from_slice(&Zeroizing::new(p))),
         Err(f) => {
             crate::log::info(format_args!(
                 "new {} refused before the card: {}",
@@ -605,15 +624,16 @@ fn checked_new_pin(key: KeyRef, pin: &[u8]) -> CkResult<Zeroizing<Vec<u8>>> {
 /// Checks a presented PIN's format for `key` (`C_Login`, the old PIN of `C_SetPIN`). A PIN the
 /// card cannot hold cannot be right: `CKR_PIN_INCORRECT` (the code of `C_Login`'s list, on which
 /// NSS asks again), with the precise reason in the log, and nothing sent to the card.
-fn checked_pin(key: KeyRef, pin: &[u8]) -> CkResult<Zeroizing<Vec<u8>>> {
-    normalize_pin(key, pin).map(Zeroizing::new).map_err(|f| {
+fn checked_pin(key: KeyRef, pin: &[u8]) -> CkResult<SecretBuf> {
+    let p = normalize_pin(key, pin).map(Zeroizing::new).map_err(|f| {
         crate::log::info(format_args!(
             "{} refused before the card (no try used): {}",
             key.pin_name(),
             f.reason(key)
         ));
         CkError::PinIncorrect
-    })
+    })?;
+    Ok(SecretBuf::from_slice(&p))
 }
 
 /// What must hold for `C_Login(user_type)` in this session, before any PIN is asked for or sent.
@@ -776,8 +796,8 @@ fn ask_pin(program: &std::path::Path, text: &PromptText) -> CkResult<Zeroizing<V
 
 pub fn logout(h: CK_SESSION_HANDLE) -> CkResult<()> {
     with_session(h, |e, _, r| {
-        let t = card(r)?.token_mut(e.key);
-        if t.pin.take().is_none() {
+        // The PIN and the signature certificate (personal data) are wiped.
+        if !card(r)?.logout(e.key) {
             return Err(CkError::UserNotLoggedIn);
         }
         Ok(())
@@ -812,10 +832,13 @@ pub fn set_pin(h: CK_SESSION_HANDLE, old: Option<&[u8]>, new: Option<&[u8]>) -> 
 fn load_cert(r: &mut Reader, key: KeyRef, src: Source) -> CkResult<Arc<Cert>> {
     let c = card(r)?;
     let res = match src {
-        Source::Own => {
-            let pin = c.token(key).pin.clone();
-            c.cert(key, pin.as_deref().map(|p| p.as_slice()))
-        }
+        Source::Own => match c.token(key).cert.clone() {
+            Some(cert) => Ok(cert),
+            None => {
+                let pin = c.token(key).pin.clone();
+                c.cert(key, pin.as_deref())
+            }
+        },
         Source::Ca => c.ca_cert(key),
     };
     res.map_err(|e| card_error(r, e, Context::Read))
@@ -830,6 +853,11 @@ fn visible_object(e: &SessionEntry, r: &mut Reader, o: CK_OBJECT_HANDLE) -> CkRe
 }
 
 pub fn find_objects_init(h: CK_SESSION_HANDLE, template: Template) -> CkResult<()> {
+    // The values are wiped when dropped, however the search ends.
+    let template: Vec<(CK_ATTRIBUTE_TYPE, Zeroizing<Vec<u8>>)> = template
+        .into_iter()
+        .map(|(ty, v)| (ty, Zeroizing::new(v)))
+        .collect();
     with_session(h, |e, s, r| {
         if s.find.is_some() {
             return Err(CkError::OperationActive);
@@ -848,7 +876,7 @@ pub fn find_objects_init(h: CK_SESSION_HANDLE, template: Template) -> CkResult<(
                 .partition(|(ty, _)| !objects::needs_cert(key, obj, *ty));
             for (ty, want) in cheap.into_iter().chain(costly) {
                 let got = objects::attr(key, obj, *ty, &mut |src| load_cert(r, key, src))?;
-                if got != AttrValue::Value(want.clone()) {
+                if !matches!(&got, AttrValue::Value(v) if v[..] == want[..]) {
                     continue 'objects;
                 }
             }
@@ -931,12 +959,12 @@ pub fn sign_init(
         if mech.is_pss() && !pss_enabled(card(r)?) {
             return Err(CkError::MechanismInvalid);
         }
-        let cert = load_cert(r, e.key, Source::Own)?;
+        let key = OpKey::of(&*load_cert(r, e.key, Source::Own)?);
         s.sign = Some(SignOp {
             mech,
             input: Input::new(mech),
             multipart: false,
-            cert,
+            key,
             always_authenticate: e.key == KeyRef::Sign,
             context_pin: None,
         });
@@ -957,7 +985,7 @@ pub fn sign_len(h: CK_SESSION_HANDLE) -> CkResult<usize> {
     with_session(h, |_, s, _| {
         s.sign
             .as_ref()
-            .map(|op| op.cert.sig_len())
+            .map(|op| op.key.sig_len)
             .ok_or(CkError::OperationNotInitialized)
     })
 }
@@ -966,7 +994,7 @@ pub fn sign_len(h: CK_SESSION_HANDLE) -> CkResult<usize> {
 /// it. A failed re-verification of the held PIN logs the token out: the PIN is never tried twice.
 fn finish_sign(e: &SessionEntry, r: &mut Reader, mut op: SignOp) -> CkResult<Vec<u8>> {
     let key = e.key;
-    let sig_len = op.cert.sig_len();
+    let sig_len = op.key.sig_len;
     let (mode, input) = op.mech.card_input(&op.input.finish(), sig_len)?;
     let c = card(r)?;
     let held = c.token(key).pin.clone().ok_or(CkError::UserNotLoggedIn)?;
@@ -977,7 +1005,7 @@ fn finish_sign(e: &SessionEntry, r: &mut Reader, mut op: SignOp) -> CkResult<Vec
     };
     match c.sign(key, &pin, mode, &input, sig_len) {
         Ok(sig) => {
-            if op.mech.verify(&op.cert.public_key, &input, &sig) {
+            if op.mech.verify(&op.key.public_key, &input, &sig) {
                 return Ok(sig);
             }
             crate::log::debug(format_args!(
@@ -991,8 +1019,9 @@ fn finish_sign(e: &SessionEntry, r: &mut Reader, mut op: SignOp) -> CkResult<Vec
             Err(CkError::FunctionFailed)
         }
         Err(Error::Status(sw)) if PinTries::from_sw(sw).is_some() => {
-            // The held PIN no longer works (changed or blocked elsewhere): forget it.
-            c.token_mut(key).pin = None;
+            // The held PIN no longer works (changed or blocked elsewhere): forget it (a
+            // logout).
+            c.logout(key);
             Err(Error::Status(sw).to_ck(Context::Sign))
         }
         Err(Error::Status(0x6A86)) if op.mech.is_pss() => {
@@ -1044,24 +1073,24 @@ pub fn verify_init(
         }
         let mech = mechanism::parse(m)?;
         op_key(e, r, key_handle, Obj::PublicKey)?;
-        let cert = load_cert(r, e.key, Source::Own)?;
+        let key = OpKey::of(&*load_cert(r, e.key, Source::Own)?);
         s.verify = Some(VerifyOp {
             mech,
             input: Input::new(mech),
             multipart: false,
-            cert,
+            key,
         });
         Ok(())
     })
 }
 
 fn finish_verify(op: VerifyOp, sig: &[u8]) -> CkResult<()> {
-    let sig_len = op.cert.sig_len();
+    let sig_len = op.key.sig_len;
     if sig.len() != sig_len {
         return Err(CkError::SignatureLenRange);
     }
     let (_, input) = op.mech.card_input(&op.input.finish(), sig_len)?;
-    if op.mech.verify(&op.cert.public_key, &input, sig) {
+    if op.mech.verify(&op.key.public_key, &input, sig) {
         Ok(())
     } else {
         Err(CkError::SignatureInvalid)

@@ -1,14 +1,20 @@
 //! APDU building and response parsing (ISO 7816-4 short APDUs), with `61xx` (GET RESPONSE) and
 //! `6Cxx` (resend with the right Le) handled for robustness, although the My Number Card is not
 //! known to send them.
+//!
+//! Every command and response buffer here is wiped when dropped (`Zeroizing`): commands may
+//! carry a PIN (VERIFY, CHANGE REFERENCE DATA), responses a piece of the signature
+//! certificate, which holds personal data.
 
 use super::Transaction;
 use crate::error::Error;
+use crate::secret::extend_wiped;
+use zeroize::Zeroizing;
 
-/// A parsed response APDU.
+/// A parsed response APDU. Its data is wiped when dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
-    pub data: Vec<u8>,
+    pub data: Zeroizing<Vec<u8>>,
     pub sw: u16,
 }
 
@@ -20,13 +26,13 @@ impl Response {
         }
         let (data, sw) = raw.split_at(raw.len() - 2);
         Ok(Response {
-            data: data.to_vec(),
+            data: Zeroizing::new(data.to_vec()),
             sw: u16::from_be_bytes([sw[0], sw[1]]),
         })
     }
 
     /// `Ok(data)` for `9000`, else the status word as an error.
-    pub fn ok(self) -> Result<Vec<u8>, Error> {
+    pub fn ok(self) -> Result<Zeroizing<Vec<u8>>, Error> {
         if self.sw == 0x9000 {
             Ok(self.data)
         } else {
@@ -45,10 +51,18 @@ impl Response {
     }
 }
 
-/// A command APDU in short form: `CLA INS P1 P2 [Lc data] [Le]`.
-pub fn command(cla: u8, ins: u8, p1: u8, p2: u8, data: &[u8], le: Option<u8>) -> Vec<u8> {
+/// A command APDU in short form: `CLA INS P1 P2 [Lc data] [Le]`, in a buffer sized once and
+/// wiped when dropped (the data may be a PIN).
+pub fn command(
+    cla: u8,
+    ins: u8,
+    p1: u8,
+    p2: u8,
+    data: &[u8],
+    le: Option<u8>,
+) -> Zeroizing<Vec<u8>> {
     debug_assert!(data.len() <= 255, "short APDU data is at most 255 bytes");
-    let mut apdu = Vec::with_capacity(6 + data.len());
+    let mut apdu = Zeroizing::new(Vec::with_capacity(6 + data.len()));
     apdu.extend_from_slice(&[cla, ins, p1, p2]);
     if !data.is_empty() {
         apdu.push(data.len() as u8);
@@ -84,7 +98,9 @@ impl<'a> Exchange<'a> {
 
     fn raw(&mut self, apdu: &[u8]) -> Result<Response, Error> {
         self.sent += 1;
-        Response::parse(&self.tx.transmit(apdu)?)
+        // The transport's buffer is wiped as soon as it is parsed.
+        let raw = Zeroizing::new(self.tx.transmit(apdu)?);
+        Response::parse(&raw)
     }
 
     /// Sends `apdu` and follows `61xx` and `6Cxx` to the final response.
@@ -95,7 +111,8 @@ impl<'a> Exchange<'a> {
         let mut resp = self.raw(apdu)?;
         if resp.sw & 0xFF00 == 0x6C00 && apdu.len() >= 4 {
             // Wrong Le: resend with Le = SW2 (case 2 or 4 command; replace or append Le).
-            let mut again = apdu.to_vec();
+            let mut again = Zeroizing::new(Vec::with_capacity(apdu.len() + 1));
+            again.extend_from_slice(apdu);
             let has_le = apdu.len() == 5 || (apdu.len() > 5 && apdu.len() == 6 + apdu[4] as usize);
             if has_le {
                 *again.last_mut().expect("non-empty") = (resp.sw & 0xFF) as u8;
@@ -113,7 +130,7 @@ impl<'a> Exchange<'a> {
             }
             let le = (resp.sw & 0xFF) as u8;
             resp = self.raw(&command(apdu[0] & 0x03, 0xC0, 0, 0, &[], Some(le)))?;
-            data.append(&mut resp.data);
+            extend_wiped(&mut data, &resp.data);
         }
         Ok(Response { data, sw: resp.sw })
     }
@@ -152,15 +169,15 @@ mod tests {
     #[test]
     fn builds_short_apdus() {
         assert_eq!(
-            command(0, 0xA4, 2, 0x0C, &[0, 0x0A], None),
+            *command(0, 0xA4, 2, 0x0C, &[0, 0x0A], None),
             [0, 0xA4, 2, 0x0C, 2, 0, 0x0A]
         );
-        assert_eq!(command(0, 0xB0, 1, 0, &[], Some(0)), [0, 0xB0, 1, 0, 0]);
+        assert_eq!(*command(0, 0xB0, 1, 0, &[], Some(0)), [0, 0xB0, 1, 0, 0]);
         assert_eq!(
-            command(0x80, 0x2A, 0, 0x80, &[1, 2], Some(0)),
+            *command(0x80, 0x2A, 0, 0x80, &[1, 2], Some(0)),
             [0x80, 0x2A, 0, 0x80, 2, 1, 2, 0]
         );
-        assert_eq!(command(0, 0x20, 0, 0x80, &[], None), [0, 0x20, 0, 0x80]);
+        assert_eq!(*command(0, 0x20, 0, 0x80, &[], None), [0, 0x20, 0, 0x80]);
     }
 
     #[test]
@@ -168,7 +185,7 @@ mod tests {
         assert_eq!(
             Response::parse(&[0x90, 0]).unwrap(),
             Response {
-                data: vec![],
+                data: Zeroizing::new(vec![]),
                 sw: 0x9000
             }
         );
@@ -176,7 +193,7 @@ mod tests {
         assert!(Response::parse(&[0x90]).is_err());
         assert!(Response::parse(&[]).is_err());
         assert_eq!(
-            Response::parse(&[5, 0x90, 0]).unwrap().ok().unwrap(),
+            *Response::parse(&[5, 0x90, 0]).unwrap().ok().unwrap(),
             vec![5]
         );
         assert_eq!(
@@ -193,7 +210,7 @@ mod tests {
         assert_eq!(
             r,
             Response {
-                data: vec![1, 2, 3, 4],
+                data: Zeroizing::new(vec![1, 2, 3, 4]),
                 sw: 0x9000
             }
         );

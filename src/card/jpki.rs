@@ -4,6 +4,8 @@
 
 use super::apdu::{command, Exchange};
 use crate::error::Error;
+use crate::secret::SecretBuf;
+use zeroize::Zeroizing;
 
 /// AID of the JPKI application (公的個人認証AP). Always sent in full.
 pub const JPKI_AID: [u8; 10] = [0xD3, 0x92, 0xF0, 0x00, 0x26, 0x01, 0x00, 0x00, 0x00, 0x01];
@@ -264,8 +266,12 @@ pub fn der_total_len(head: &[u8]) -> Result<usize, Error> {
 }
 
 /// Reads from the current EF at `offset`, asking for `le` bytes (0 = 256). Checks the answer is
-/// not longer than asked for.
-pub fn read_binary(x: &mut Exchange<'_>, offset: usize, le: u8) -> Result<Vec<u8>, Error> {
+/// not longer than asked for. The answer is wiped when dropped.
+pub fn read_binary(
+    x: &mut Exchange<'_>,
+    offset: usize,
+    le: u8,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
     if offset > 0x7FFF {
         return Err(Error::Malformed("read offset beyond 15 bits"));
     }
@@ -294,50 +300,62 @@ pub fn read_binary(x: &mut Exchange<'_>, offset: usize, le: u8) -> Result<Vec<u8
 /// the start of the file. The first read names the file by its short identifier (which also
 /// makes it the current EF), at most 255 bytes back from where reading resumes, so no
 /// `SELECT EF` is needed; without short identifiers the file is selected first.
+///
+/// The object goes into a [`SecretBuf`] sized from the DER header, so no copy is left behind
+/// by a growing buffer (the signature certificate holds personal data); the bytes read before
+/// the length is known sit in a wiped buffer sized for them once.
 pub fn read_der_file(
     x: &mut Exchange<'_>,
     fid: u16,
     head: &[u8],
     sfi: &mut Sfi,
-) -> Result<Vec<u8>, Error> {
-    let mut out = head.to_vec();
+) -> Result<SecretBuf, Error> {
+    // At most `head` (≤ 256 bytes) and one 256-byte answer before the length is known.
+    let mut first = Zeroizing::new(Vec::with_capacity(head.len().max(256) + 256));
+    first.extend_from_slice(head);
     let mut selected = false;
     if !sfi.read_off {
-        let at = out.len().min(255);
+        let at = first.len().min(255);
         let r = x.send(&command(0, 0xB0, 0x80 | fid as u8, at as u8, &[], Some(0)))?;
         if !short_form_taken(r.sw) {
             sfi.read_off = true;
         } else {
             let data = r.ok()?;
-            if data.len() + at <= out.len() || data.len() > 256 {
+            if data.len() + at <= first.len() || data.len() > 256 {
                 return Err(Error::Malformed(
                     "READ BINARY answered too little or too much",
                 ));
             }
-            out.truncate(at);
-            out.extend_from_slice(&data);
+            first.truncate(at);
+            first.extend_from_slice(&data);
             selected = true;
         }
     }
     if !selected {
         select_ef(x, fid)?;
-        if out.len() < 4 {
-            out = read_binary(x, 0, 0)?;
+        if first.len() < 4 {
+            first = read_binary(x, 0, 0)?;
         }
     }
-    let total = der_total_len(&out)?;
+    let total = der_total_len(&first)?;
+    let mut out = SecretBuf::with_capacity(total);
+    out.extend_from_slice(&first[..first.len().min(total)]);
+    drop(first);
     while out.len() < total {
         let left = total - out.len();
         let le = if left >= 256 { 0 } else { left as u8 };
         let chunk = read_binary(x, out.len(), le)?;
-        out.extend_from_slice(&chunk);
+        out.extend_from_slice(&chunk[..chunk.len().min(left)]);
     }
-    out.truncate(total);
     Ok(out)
 }
 
 /// Reads the first chunk (up to 256 bytes) of EF `fid`.
-pub fn read_head(x: &mut Exchange<'_>, fid: u16, sfi: &mut Sfi) -> Result<Vec<u8>, Error> {
+pub fn read_head(
+    x: &mut Exchange<'_>,
+    fid: u16,
+    sfi: &mut Sfi,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
     if !sfi.read_off {
         let r = x.send(&command(0, 0xB0, 0x80 | fid as u8, 0, &[], Some(0)))?;
         if short_form_taken(r.sw) {
@@ -472,11 +490,12 @@ pub fn sign(
     check_signature(resp.ok()?, sig_len)
 }
 
-fn check_signature(sig: Vec<u8>, sig_len: usize) -> Result<Vec<u8>, Error> {
+fn check_signature(mut sig: Zeroizing<Vec<u8>>, sig_len: usize) -> Result<Vec<u8>, Error> {
     if sig.len() != sig_len {
         return Err(Error::Malformed("signature of the wrong length"));
     }
-    Ok(sig)
+    // A signature is no secret: handed out as it is.
+    Ok(std::mem::take(&mut *sig))
 }
 
 /// Card random bytes from GET CHALLENGE, 8 at a time.

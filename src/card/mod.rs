@@ -44,7 +44,9 @@ pub trait CardChannel: Send {
 
 /// Sends APDUs inside a transaction. Dropping it ends the transaction leaving the card as it is.
 pub trait Transaction {
-    /// Sends one command APDU and returns the raw response (data followed by SW1 SW2).
+    /// Sends one command APDU and returns the raw response (data followed by SW1 SW2). The
+    /// transport keeps no copy of either (the caller, `apdu::Exchange`, wipes the returned
+    /// buffer): they may hold a PIN or personal data.
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, Error>;
 
     /// Ends the transaction with the card unpowered: the card is powered down (and up again)

@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use pcsc::{Card, Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
 use std::ffi::CString;
 use std::time::Duration;
+use zeroize::Zeroize;
 
 fn map_err(e: pcsc::Error) -> Error {
     use pcsc::Error as E;
@@ -118,9 +119,15 @@ struct PcscTransaction<'a> {
 
 impl Transaction for PcscTransaction<'_> {
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, Error> {
+        // The answer may be a piece of the signature certificate: what pcsc-lite wrote into the
+        // stack buffer is wiped before returning (the returned copy is wiped by `Exchange`).
         let mut buf = [0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
-        let resp = self.tx.transmit(apdu, &mut buf).map_err(map_err)?;
-        Ok(resp.to_vec())
+        let res = self.tx.transmit(apdu, &mut buf).map(<[u8]>::to_vec);
+        match &res {
+            Ok(resp) => buf[..resp.len()].zeroize(),
+            Err(_) => buf.zeroize(),
+        }
+        res.map_err(map_err)
     }
 
     fn end_unpowered(self: Box<Self>) -> Result<(), Error> {

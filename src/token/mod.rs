@@ -20,19 +20,21 @@ use crate::card::apdu::{hex, Exchange};
 use crate::card::jpki::{self, KeyRef, PinTries, Sfi, SignMode};
 use crate::card::CardChannel;
 use crate::error::Error;
+use crate::secret::SecretBuf;
 use cert::Cert;
 use std::collections::HashMap;
 use std::sync::Arc;
-use zeroize::Zeroizing;
 
 /// What is known about one token (one key pair) of a bound card.
 #[derive(Default)]
 pub struct TokenState {
-    /// The PIN of a logged-in user, held to re-verify inside later transactions.
-    pub pin: Option<Zeroizing<Vec<u8>>>,
+    /// The PIN of a logged-in user, held to re-verify inside later transactions (wiped when
+    /// dropped, not in core dumps).
+    pub pin: Option<SecretBuf>,
     /// Tries left, as last read from the card.
     pub tries: Option<PinTries>,
-    /// The key pair's certificate, once read.
+    /// The key pair's certificate, once read. The signature certificate (personal data) is
+    /// kept only while logged in (see [`BoundCard::logout`]).
     pub cert: Option<Arc<Cert>>,
     /// The issuing CA's certificate, once read.
     pub ca: Option<Arc<Cert>>,
@@ -129,7 +131,7 @@ impl BoundCard {
         // The token serial is 16 characters: keep the low-order end of the certificate serial.
         let hexed = hex(&serial);
         card.serial = hexed[hexed.len().saturating_sub(16)..].to_string();
-        card.auth_head = head;
+        card.auth_head = head.to_vec(); // the authentication certificate: no personal data
         Ok(card)
     }
 
@@ -475,12 +477,21 @@ impl BoundCard {
         self.with_pin(key, old, |x, _| jpki::change_pin(x, key, new))
     }
 
+    /// Ends the login of `key`'s token: forgets the PIN and, for the signature token, the
+    /// certificate (personal data), both wiped. Whether a PIN was held.
+    pub fn logout(&mut self, key: KeyRef) -> bool {
+        let t = self.token_mut(key);
+        if key == KeyRef::Sign {
+            t.cert = None;
+        }
+        t.pin.take().is_some()
+    }
+
     /// Forgets every PIN and the personal data (signature certificate) of this card.
     pub fn forget_secrets(&mut self) {
-        for t in &mut self.tokens {
-            t.pin = None;
+        for key in [KeyRef::Auth, KeyRef::Sign] {
+            self.logout(key);
         }
-        self.tokens[ix(KeyRef::Sign)].cert = None;
     }
 
     /// Disconnects, leaving the card as it is.

@@ -192,19 +192,20 @@ pub fn static_attr(key: KeyRef, obj: Obj, ty: CK_ATTRIBUTE_TYPE) -> Option<AttrV
     Some(v)
 }
 
-/// Attributes that come from the certificate.
+/// Attributes that come from the certificate. The values are copies, wiped when the
+/// [`AttrValue`] is dropped.
 pub fn cert_attr(obj: Obj, ty: CK_ATTRIBUTE_TYPE, cert: &Cert) -> AttrValue {
     let is_key = matches!(obj, Obj::PublicKey | Obj::PrivateKey);
     let is_cert = matches!(obj, Obj::Cert | Obj::CaCert);
     match ty {
-        CKA_SUBJECT if is_cert || is_key => bytes(&cert.subject),
-        CKA_ISSUER if is_cert => bytes(&cert.issuer),
-        CKA_SERIAL_NUMBER if is_cert => bytes(&cert.serial),
-        CKA_VALUE if is_cert => bytes(&cert.der),
-        CKA_CHECK_VALUE if is_cert => bytes(&Sha1::digest(&cert.der)[..3]),
-        CKA_PUBLIC_KEY_INFO if is_cert || is_key => bytes(&cert.spki),
-        CKA_MODULUS if is_key => bytes(&cert.modulus),
-        CKA_PUBLIC_EXPONENT if is_key => bytes(&cert.exponent),
+        CKA_SUBJECT if is_cert || is_key => bytes(cert.subject()),
+        CKA_ISSUER if is_cert => bytes(cert.issuer()),
+        CKA_SERIAL_NUMBER if is_cert => bytes(cert.serial()),
+        CKA_VALUE if is_cert => bytes(cert.der()),
+        CKA_CHECK_VALUE if is_cert => bytes(&Sha1::digest(cert.der())[..3]),
+        CKA_PUBLIC_KEY_INFO if is_cert || is_key => bytes(cert.spki()),
+        CKA_MODULUS if is_key => bytes(cert.modulus()),
+        CKA_PUBLIC_EXPONENT if is_key => bytes(cert.exponent()),
         _ => AttrValue::Invalid,
     }
 }

@@ -352,7 +352,7 @@ pub fn status(mut args: Args) -> Result<u8, Fail> {
                 }
                 match card.cert(KeyRef::Auth, None) {
                     Ok(c) => {
-                        let (subject, until) = describe(&c.der);
+                        let (subject, until) = describe(c.der());
                         human.push_str(&format!(
                             "  Authentication certificate: {subject}\n    valid until {until}\n"
                         ));
@@ -374,7 +374,7 @@ pub fn status(mut args: Args) -> Result<u8, Fail> {
                     let c = card
                         .cert(KeyRef::Sign, Some(&pw))
                         .map_err(|e| pin_fail(&card, KeyRef::Sign, e))?;
-                    let (subject, until) = describe(&c.der);
+                    let (subject, until) = describe(c.der());
                     human.push_str(&format!(
                         "  Signature certificate: {subject}\n    valid until {until}\n"
                     ));
@@ -441,9 +441,9 @@ pub fn cert_export(mut args: Args) -> Result<u8, Fail> {
         }
     };
     let bytes = if der {
-        cert.der.clone()
+        cert.der().to_vec()
     } else {
-        pem(&cert.der).into_bytes()
+        pem(cert.der()).into_bytes()
     };
     drop(cert);
     card.disconnect();
