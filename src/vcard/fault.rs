@@ -5,6 +5,8 @@
 //! untouched, so clearing the fault gives the healthy card back (counters and PINs as the faulty
 //! exchanges left them).
 
+use super::apdu::{has_le, status, sw};
+use super::{VirtualCard, AID_JPKI};
 use std::time::Duration;
 
 /// One of the card's certificate files.
@@ -175,6 +177,97 @@ pub(super) fn damage_cert(ef: &mut [u8], damage: CertDamage) {
         CertDamage::LongLengthForm => {
             ef[1] = 0x84;
         }
+    }
+}
+
+/// How the faults change the card's answers (see [`VirtualCard::transmit`]).
+impl VirtualCard {
+    /// Faults that answer instead of the card.
+    pub(super) fn fault_before(&mut self, apdu: &[u8]) -> Option<Vec<u8>> {
+        let ins = *apdu.get(1)?;
+        if ins == 0xC0 {
+            if self
+                .faults
+                .iter()
+                .any(|f| matches!(f, Fault::EndlessGetResponse { .. }))
+            {
+                return Some(vec![0x61, 0x01]);
+            }
+            if let Some((mut data, sw, chunk)) = self.pending.take() {
+                let le = match apdu.get(4) {
+                    Some(0) | None => 256,
+                    Some(n) => usize::from(*n),
+                };
+                let n = le.min(usize::from(chunk).max(1)).min(data.len());
+                let mut out: Vec<u8> = data.drain(..n).collect();
+                if data.is_empty() {
+                    out.extend_from_slice(&sw.to_be_bytes());
+                } else {
+                    let next = data.len().min(usize::from(chunk).max(1)).min(255) as u8;
+                    out.extend_from_slice(&[0x61, next]);
+                    self.pending = Some((data, sw, chunk));
+                }
+                return Some(out);
+            }
+        }
+        let count = self.fault_count;
+        let short_form = match (ins, apdu.get(2), apdu.get(3)) {
+            (0xB0, Some(p1), _) => p1 & 0x80 != 0,
+            (0x20 | 0x2A, _, Some(p2)) => p2 & 0x80 != 0 && *p2 != 0x80,
+            _ => false,
+        };
+        let other_app = ins == 0xA4
+            && apdu.get(2) == Some(&0x04)
+            && apdu.get(5..).is_some_and(|aid| aid != AID_JPKI);
+        self.faults.iter().find_map(|f| match *f {
+            Fault::StatusAt { n, sw } if n == count => Some(status(sw)),
+            Fault::StatusFor { ins: i, sw } if i == ins => Some(status(sw)),
+            Fault::ShortForm { ins: i, sw } if short_form && i.unwrap_or(ins) == ins => {
+                Some(status(sw))
+            }
+            Fault::NoOtherApps if other_app => Some(status(sw::NOT_FOUND)),
+            _ => None,
+        })
+    }
+
+    /// Faults that change the card's answer.
+    pub(super) fn fault_after(&mut self, apdu: &[u8], mut resp: Vec<u8>) -> Vec<u8> {
+        let Some(&ins) = apdu.get(1) else {
+            return resp;
+        };
+        for f in self.faults.clone() {
+            match f {
+                Fault::Truncate { ins: i, keep } if i == ins => resp.truncate(keep),
+                Fault::Oversize { ins: i, extra } if i == ins && resp.len() >= 2 => {
+                    let at = resp.len() - 2;
+                    resp.splice(at..at, std::iter::repeat(0x5A).take(extra));
+                }
+                Fault::GetResponse { ins: i, chunk } if i == ins && resp.len() > 2 => {
+                    let (data, sw) = resp.split_at(resp.len() - 2);
+                    let sw = u16::from_be_bytes([sw[0], sw[1]]);
+                    let first = data.len().min(usize::from(chunk).max(1)).min(255) as u8;
+                    self.pending = Some((data.to_vec(), sw, chunk));
+                    resp = vec![0x61, first];
+                }
+                Fault::EndlessGetResponse { ins: i } if i == ins => resp = vec![0x61, 0x01],
+                Fault::WrongLe { ins: i } if i == ins && resp.len() > 2 && has_le(apdu) => {
+                    self.le_toggle = !self.le_toggle;
+                    if self.le_toggle {
+                        resp = vec![0x6C, (resp.len() - 2) as u8];
+                    }
+                }
+                Fault::CorruptSignature if ins == 0x2A && resp.len() > 102 => resp[100] ^= 0x01,
+                Fault::Slow { ins: i, delay } if i == ins => std::thread::sleep(delay),
+                Fault::RemoveAfterVerify if ins == 0x20 && apdu.len() > 5 => {
+                    self.faults.retain(|f| *f != Fault::RemoveAfterVerify);
+                    self.pulled = true;
+                    self.power_off();
+                    return Vec::new();
+                }
+                _ => {}
+            }
+        }
+        resp
     }
 }
 

@@ -1,3 +1,4 @@
+use super::apdu::hex;
 use super::*;
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pss::{Signature as PssSignature, VerifyingKey as PssVerifyingKey};
