@@ -77,28 +77,9 @@ fn slot_ids(card: &VCard) -> (String, String) {
     let p = Pkcs11::new(module_path()).expect("load the module");
     p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         .expect("C_Initialize");
-    let mut auth = None;
-    let mut sign = None;
-    for s in p.get_slots_with_token().unwrap() {
-        if !p
-            .get_slot_info(s)
-            .unwrap()
-            .slot_description()
-            .starts_with(&card.reader)
-        {
-            continue;
-        }
-        match p.get_token_info(s).unwrap().label().trim_end() {
-            AUTH => auth = Some(s.id().to_string()),
-            SIGN => sign = Some(s.id().to_string()),
-            _ => {}
-        }
-    }
+    let (auth, sign) = common::token_slots(&p, &card.reader);
     p.finalize().unwrap();
-    (
-        auth.expect("authentication token in the test card's reader"),
-        sign.expect("signature token in the test card's reader"),
-    )
+    (auth.id().to_string(), sign.id().to_string())
 }
 
 /// `SIGNATURES` signatures in one session with the authentication key, through `cryptoki`:
@@ -109,17 +90,7 @@ fn one_session(card: &VCard, msg: &[u8], sig_out: &Path) -> (usize, Vec<usize>) 
     let p = Pkcs11::new(module_path()).expect("load the module");
     p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         .expect("C_Initialize");
-    let slot = p
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| {
-            p.get_slot_info(*s)
-                .unwrap()
-                .slot_description()
-                .starts_with(&card.reader)
-                && p.get_token_info(*s).unwrap().label().trim_end() == AUTH
-        })
+    let slot = common::token_slot(&p, &card.reader, AUTH)
         .expect("the authentication token of the test card");
     let s = p.open_ro_session(slot).unwrap();
     s.login(UserType::User, Some(&AuthPin::from("1234")))

@@ -16,7 +16,6 @@ use cryptoki::error::{Error as CkErr, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
-use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use rsa::Pkcs1v15Sign;
 use sha2::{Digest, Sha256};
@@ -42,23 +41,6 @@ fn load() -> Pkcs11 {
     p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         .expect("C_Initialize");
     p
-}
-
-/// The (authentication, signature) slots of the virtual reader.
-fn slots(p: &Pkcs11, card: &VCard) -> (Slot, Slot) {
-    let found: Vec<Slot> = p
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .filter(|s| {
-            p.get_slot_info(*s)
-                .unwrap()
-                .slot_description()
-                .starts_with(&card.reader)
-        })
-        .collect();
-    assert_eq!(found.len(), 2, "two tokens in {}", card.reader);
-    (found[0], found[1])
 }
 
 fn private_key(s: &Session) -> ObjectHandle {
@@ -261,7 +243,7 @@ fn the_last_resort_unpowers_the_card_inside_the_transaction() {
     let card = VCard::start_faulty(&["warm-reset-keeps-state", "power-up-6f00", "no-other-apps"]);
     let intruder = Intruder::start(&card.reader);
     let p = load();
-    let (auth, sign) = slots(&p, &card);
+    let (auth, sign) = common::token_slots(&p, &card.reader);
     let a = p.open_rw_session(auth).unwrap();
     let s = p.open_rw_session(sign).unwrap();
     let m = Mechanism::Sha256RsaPkcs;
@@ -333,7 +315,7 @@ fn a_card_still_unlocked_after_unpowering_is_an_error_and_logged() {
         "empty-verify-9000",
     ]);
     let p = load();
-    let (auth, _) = slots(&p, &card);
+    let (auth, _) = common::token_slots(&p, &card.reader);
     let a = p.open_rw_session(auth).unwrap();
     card.clear_log();
     let e = a

@@ -37,17 +37,8 @@ fn child_signer() {
     let p = Pkcs11::new(common::module_path()).unwrap();
     p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         .unwrap();
-    let slot = p
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| {
-            p.get_slot_info(*s)
-                .unwrap()
-                .slot_description()
-                .starts_with(&reader)
-        })
-        .expect("the virtual reader");
+    let slot = common::token_slot(&p, &reader, "JPKI User Authentication")
+        .expect("the authentication token of the virtual reader");
     let s = p.open_ro_session(slot).unwrap();
     assert_eq!(
         s.get_session_info().unwrap().session_state(),

@@ -29,17 +29,7 @@ fn child_and_parent_each_keep_their_own_state() {
     let p = Pkcs11::new(common::module_path()).unwrap();
     let args = || CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK);
     p.initialize(args()).unwrap();
-    let slot = p
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| {
-            p.get_slot_info(*s)
-                .unwrap()
-                .slot_description()
-                .starts_with(&card.reader)
-        })
-        .unwrap();
+    let slot = common::token_slot(&p, &card.reader, "JPKI User Authentication").unwrap();
     let s = p.open_rw_session(slot).unwrap();
     s.login(UserType::User, Some(&AuthPin::from("1234")))
         .unwrap();
@@ -64,13 +54,8 @@ fn child_and_parent_each_keep_their_own_state() {
             if p.initialize(args()).is_err() {
                 return 2;
             }
-            let Ok(slots) = p.get_slots_with_token() else {
-                return 3;
-            };
-            let Some(slot) = slots.into_iter().find(|x| {
-                p.get_slot_info(*x)
-                    .is_ok_and(|i| i.slot_description().starts_with(&card.reader))
-            }) else {
+            let Some(slot) = common::token_slot(&p, &card.reader, "JPKI User Authentication")
+            else {
                 return 3;
             };
             let Ok(cs) = p.open_rw_session(slot) else {

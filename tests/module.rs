@@ -11,7 +11,6 @@ use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
-use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use rsa::{Pkcs1v15Sign, Pss};
 use sha2::{Digest, Sha256};
@@ -25,26 +24,6 @@ fn load() -> Pkcs11 {
 
 fn pin(s: &str) -> AuthPin {
     AuthPin::from(s)
-}
-
-/// The (authentication, signature) slots of the virtual reader.
-fn slots(p: &Pkcs11, card: &VCard) -> (Slot, Slot) {
-    let mut found = vec![];
-    for slot in p.get_slots_with_token().unwrap() {
-        let info = p.get_slot_info(slot).unwrap();
-        if info.slot_description().starts_with(&card.reader) {
-            found.push(slot);
-        }
-    }
-    assert_eq!(found.len(), 2, "two tokens in {}", card.reader);
-    let label = |s: Slot| p.get_token_info(s).unwrap().label().to_string();
-    assert!(
-        label(found[0]).contains("Authentication"),
-        "{}",
-        label(found[0])
-    );
-    assert!(label(found[1]).contains("Signature"), "{}", label(found[1]));
-    (found[0], found[1])
 }
 
 fn classes(s: &Session) -> Vec<ObjectClass> {
@@ -144,7 +123,7 @@ fn lists_both_tokens_and_their_objects() {
     let _g = common::lock();
     let card = VCard::start();
     let p = load();
-    let (auth, sign) = slots(&p, &card);
+    let (auth, sign) = common::token_slots(&p, &card.reader);
     let ai = p.get_token_info(auth).unwrap();
     let si = p.get_token_info(sign).unwrap();
     assert_eq!(ai.serial_number(), si.serial_number());
@@ -221,7 +200,7 @@ fn both_keys_sign_with_every_mechanism() {
     let _g = common::lock();
     let card = VCard::start();
     let p = load();
-    let (auth, sign) = slots(&p, &card);
+    let (auth, sign) = common::token_slots(&p, &card.reader);
     let msg = b"the quick brown fox";
     for (slot, secret, cert) in [(auth, "1234", "auth"), (sign, "JPKITEST1", "sign")] {
         let pubkey = common::rsa_public_key(&card.cert(cert));
@@ -309,7 +288,7 @@ fn pins_are_checked_before_the_card_sees_them_and_blocking_is_reported() {
     let _g = common::lock();
     let card = VCard::start();
     let p = load();
-    let (auth, sign) = slots(&p, &card);
+    let (auth, sign) = common::token_slots(&p, &card.reader);
     let a = p.open_ro_session(auth).unwrap();
     let s = p.open_ro_session(sign).unwrap();
     card.clear_log();
@@ -388,7 +367,7 @@ fn pins_are_checked_before_the_card_sees_them_and_blocking_is_reported() {
     drop((a, s));
     p.finalize().unwrap();
     let p = load();
-    let (auth, _) = slots(&p, &card);
+    let (auth, _) = common::token_slots(&p, &card.reader);
     assert!(p.get_token_info(auth).unwrap().user_pin_locked());
     let a = p.open_ro_session(auth).unwrap();
     assert_eq!(
@@ -402,7 +381,7 @@ fn the_card_is_left_locked_for_other_processes() {
     let _g = common::lock();
     let card = VCard::start();
     let p = load();
-    let (auth, sign) = slots(&p, &card);
+    let (auth, sign) = common::token_slots(&p, &card.reader);
     let a = p.open_rw_session(auth).unwrap();
     a.login(UserType::User, Some(&pin("1234"))).unwrap();
     assert_eq!(
@@ -471,7 +450,7 @@ fn random_and_write_protection() {
     let _g = common::lock();
     let card = VCard::start();
     let p = load();
-    let (auth, _) = slots(&p, &card);
+    let (auth, _) = common::token_slots(&p, &card.reader);
     let a = p.open_rw_session(auth).unwrap();
     card.clear_log();
     let r = a.generate_random_vec(16).unwrap();

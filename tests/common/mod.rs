@@ -431,3 +431,33 @@ pub fn openssl_verify(cert_der: &Path, msg: &Path, sig: &Path, pss: bool) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The slot of the token labelled `label` (`JPKI User Authentication`, `JPKI Digital
+/// Signature`) in the reader named `reader`, if the module shows it. Never panics (usable in a
+/// forked child).
+pub fn token_slot(
+    p: &cryptoki::context::Pkcs11,
+    reader: &str,
+    label: &str,
+) -> Option<cryptoki::slot::Slot> {
+    p.get_slots_with_token().ok()?.into_iter().find(|s| {
+        p.get_slot_info(*s)
+            .is_ok_and(|i| i.slot_description().starts_with(reader))
+            && p.get_token_info(*s)
+                .is_ok_and(|t| t.label().trim_end() == label)
+    })
+}
+
+/// The (authentication, signature) slots of `reader`; panics if either is missing.
+pub fn token_slots(
+    p: &cryptoki::context::Pkcs11,
+    reader: &str,
+) -> (cryptoki::slot::Slot, cryptoki::slot::Slot) {
+    let get = |label: &str| {
+        token_slot(p, reader, label).unwrap_or_else(|| panic!("no {label} token in {reader}"))
+    };
+    (
+        get("JPKI User Authentication"),
+        get("JPKI Digital Signature"),
+    )
+}
