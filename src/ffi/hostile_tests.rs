@@ -3,58 +3,120 @@
 //! handles; wrong call order; zero and huge lengths; attribute templates mixing valid, invalid,
 //! sensitive and short entries. Against a virtual card in this process (no PC/SC).
 
-use super::tables::*;
+use super::tables::{functions, FUNCTION_LIST_2_40, FUNCTION_LIST_3_0};
 use crate::card::inproc::InProcSystem;
 use crate::vcard::VirtualCard;
 use cryptoki_sys::*;
 use std::mem::size_of;
 use std::ptr;
 
-/// Any entry point, called with ten integer/pointer arguments (x86-64 System V: the extra ones
-/// are ignored by the callee, the caller cleans the stack).
-type AnyFn = unsafe extern "C" fn(
-    usize,
-    usize,
-    usize,
-    usize,
-    usize,
-    usize,
-    usize,
-    usize,
-    usize,
-    usize,
-) -> CK_RV;
-
-/// The function pointers of a function list, in order, with their index.
-fn entries<T>(table: &T) -> Vec<AnyFn> {
-    let first = size_of::<usize>();
-    let n = (size_of::<T>() - first) / size_of::<usize>();
-    (0..n)
-        .map(|i| {
-            // SAFETY: `table` is a repr(C) function list: word i+1 is the i-th `Option<fn>`,
-            // every slot is filled (tested in `ffi::tests`), and all our entry points take only
-            // integer and pointer arguments.
-            unsafe {
-                let p = ptr::read((table as *const T).cast::<usize>().add(1 + i));
-                assert_ne!(p, 0);
-                std::mem::transmute::<usize, AnyFn>(p)
-            }
-        })
-        .collect()
+/// A value for a hostile call's argument, made from one machine word: handles, lengths,
+/// flags and booleans take (a truncation of) the word, every pointer is NULL.
+trait Hostile {
+    fn from_word(w: usize) -> Self;
 }
 
-/// Index of C_Initialize, C_Finalize, C_GetFunctionList in both lists; C_GetInterfaceList and
-/// C_GetInterface in the 3.0 list.
-const C_INITIALIZE: usize = 0;
-const C_FINALIZE: usize = 1;
-const C_GET_FUNCTION_LIST: usize = 3;
-const C_GET_INTERFACE_LIST: usize = 68;
-const C_GET_INTERFACE: usize = 69;
+impl Hostile for CK_ULONG {
+    fn from_word(w: usize) -> Self {
+        w as CK_ULONG
+    }
+}
 
-fn skip(i: usize) -> bool {
+impl Hostile for CK_BBOOL {
+    fn from_word(w: usize) -> Self {
+        w as CK_BBOOL
+    }
+}
+
+impl<T> Hostile for *mut T {
+    fn from_word(_: usize) -> Self {
+        ptr::null_mut()
+    }
+}
+
+/// A callback (`C_OpenSession`'s `Notify`): none.
+impl<T> Hostile for Option<T> {
+    fn from_word(_: usize) -> Self {
+        None
+    }
+}
+
+impl<T> Hostile for *const T {
+    fn from_word(_: usize) -> Self {
+        ptr::null()
+    }
+}
+
+/// An entry point called with its own argument types: the first argument from the word, the
+/// others from 0 (every pointer NULL). No cast of the function's type: the call is the one the C
+/// signature declares.
+trait CallHostile: Copy {
+    /// # Safety
+    ///
+    /// The function must accept NULL for every pointer argument (every entry point of this
+    /// module checks its pointers).
+    unsafe fn call_hostile(self, first: usize) -> CK_RV;
+}
+
+macro_rules! call_hostile {
+    ($first:ident $(, $rest:ident)*) => {
+        impl<$first: Hostile, $($rest: Hostile),*> CallHostile
+            for unsafe extern "C" fn($first, $($rest),*) -> CK_RV
+        {
+            unsafe fn call_hostile(self, first: usize) -> CK_RV {
+                // SAFETY: the caller's contract: NULL pointers are refused before use.
+                unsafe { self($first::from_word(first), $($rest::from_word(0)),*) }
+            }
+        }
+    };
+}
+
+call_hostile!(A);
+call_hostile!(A, B);
+call_hostile!(A, B, C);
+call_hostile!(A, B, C, D);
+call_hostile!(A, B, C, D, E);
+call_hostile!(A, B, C, D, E, F);
+call_hostile!(A, B, C, D, E, F, G);
+call_hostile!(A, B, C, D, E, F, G, H);
+call_hostile!(A, B, C, D, E, F, G, H, I);
+
+/// One entry of a function list, callable with hostile arguments.
+type HostileFn = Box<dyn Fn(usize) -> CK_RV>;
+
+fn hostile<F: CallHostile + 'static>(f: Option<F>) -> HostileFn {
+    let f = f.expect("every slot of both lists is filled");
+    // SAFETY: every entry point of this module refuses NULL pointers before using them.
+    Box::new(move |w| unsafe { f.call_hostile(w) })
+}
+
+macro_rules! hostile_calls {
+    ([$($f:ident),* $(,)?] [$($added:ident),* $(,)?]) => {
+        vec![
+            $((concat!("2.40 ", stringify!($f)), hostile(FUNCTION_LIST_2_40.$f)),)*
+            $((concat!("3.0 ", stringify!($f)), hostile(FUNCTION_LIST_3_0.$f)),)*
+            $((concat!("3.0 ", stringify!($added)), hostile(FUNCTION_LIST_3_0.$added)),)*
+        ]
+    };
+}
+
+/// Every function of both lists, by name (`"2.40 C_Login"`, `"3.0 C_LoginUser"`), generated
+/// from the same list as the tables.
+fn all_functions() -> Vec<(&'static str, HostileFn)> {
+    functions!(hostile_calls)
+}
+
+/// The functions the hostile loops leave out: those that change the module's state or hand out
+/// the lists themselves.
+fn skip(name: &str) -> bool {
+    let f = name.split(' ').nth(1).unwrap_or(name);
     matches!(
-        i,
-        C_INITIALIZE | C_FINALIZE | C_GET_FUNCTION_LIST | C_GET_INTERFACE_LIST | C_GET_INTERFACE
+        f,
+        "C_Initialize"
+            | "C_Finalize"
+            | "C_GetFunctionList"
+            | "C_GetInterfaceList"
+            | "C_GetInterface"
     )
 }
 
@@ -72,31 +134,20 @@ fn with_module<T>(card: bool, f: impl FnOnce(Option<Card>) -> T) -> T {
     r
 }
 
-fn all_functions() -> Vec<(usize, AnyFn)> {
-    let mut v: Vec<(usize, AnyFn)> = entries(&FUNCTION_LIST_2_40)
-        .into_iter()
-        .enumerate()
-        .collect();
-    v.extend(entries(&FUNCTION_LIST_3_0).into_iter().enumerate());
-    v
-}
-
-#[cfg(all(target_arch = "x86_64", unix))]
 #[test]
 fn every_function_of_both_lists_before_and_after_finalize() {
     with_module(true, |_| {
+        let all = all_functions();
+        assert_eq!(all.len(), 68 + 92, "both lists, every function");
         for args in [0usize, usize::MAX] {
-            // SAFETY: NULL (0) pointers are refused before use; the all-ones pattern is only
-            // ever a handle or a length because the not-initialized check comes first.
-            for (i, f) in all_functions() {
-                if skip(i) || (i == 2 && args != 0) {
+            for (name, f) in &all {
+                if skip(name) {
                     continue;
                 }
-                // SAFETY: every pointer is NULL; not-initialized is checked before anything else.
-                let rv = unsafe { f(args, 0, 0, 0, 0, 0, 0, 0, 0, 0) };
+                let rv = f(args);
                 assert_eq!(
                     rv, CKR_CRYPTOKI_NOT_INITIALIZED,
-                    "function #{i} before C_Initialize"
+                    "{name} before C_Initialize"
                 );
             }
         }
@@ -105,16 +156,12 @@ fn every_function_of_both_lists_before_and_after_finalize() {
             assert_eq!(super::general::C_Initialize(ptr::null_mut()), CKR_OK);
             assert_eq!(super::general::C_Finalize(ptr::null_mut()), CKR_OK);
         }
-        for (i, f) in all_functions() {
-            if skip(i) {
+        for (name, f) in &all {
+            if skip(name) {
                 continue;
             }
-            // SAFETY: as above.
-            let rv = unsafe { f(1, 0, 0, 0, 0, 0, 0, 0, 0, 0) };
-            assert_eq!(
-                rv, CKR_CRYPTOKI_NOT_INITIALIZED,
-                "function #{i} after C_Finalize"
-            );
+            let rv = f(1);
+            assert_eq!(rv, CKR_CRYPTOKI_NOT_INITIALIZED, "{name} after C_Finalize");
         }
     });
 }
@@ -122,7 +169,6 @@ fn every_function_of_both_lists_before_and_after_finalize() {
 /// Every function with NULL pointers and zero/invented handles once initialized, with a card
 /// and open sessions: an error code (never a crash, never CKR_OK with NULL outputs) and the
 /// module still works afterwards.
-#[cfg(all(target_arch = "x86_64", unix))]
 #[test]
 fn every_function_with_null_arguments_and_invented_handles() {
     with_module(true, |_| {
@@ -145,31 +191,29 @@ fn every_function_with_null_arguments_and_invented_handles() {
         ];
         let mut unexpected = Vec::new();
         let mut ok_with = Vec::new();
+        let all = all_functions();
         for first in [0usize, h as usize, 0xDEAD, usize::MAX, 0xFFFF_FFFF] {
-            for (i, f) in all_functions() {
-                // C_GetInfo's first argument is its output pointer.
-                if skip(i) || (i == 2 && first != 0) {
+            for (name, f) in &all {
+                if skip(name) {
                     continue;
                 }
-                // SAFETY: every pointer argument is NULL (0), which each entry point refuses
-                // before use or does not read.
-                let rv = unsafe { f(first, 0, 0, 0, 0, 0, 0, 0, 0, 0) };
+                let rv = f(first);
                 if !allowed.contains(&rv) {
-                    unexpected.push(format!("#{i}({first:#x}) -> {rv:#x}"));
+                    unexpected.push(format!("{name}({first:#x}) -> {rv:#x}"));
                 }
                 if rv == CKR_OK {
-                    ok_with.push((i, first));
+                    ok_with.push((*name, first));
                 }
             }
         }
         assert!(unexpected.is_empty(), "{unexpected:#?}");
-        // Only functions that need no pointer may succeed with NULLs: C_CloseSession,
-        // C_CloseAllSessions (index 13/14), C_Logout (20) is refused, C_FindObjectsFinal is
-        // refused (not initialized), ...
-        for (i, first) in &ok_with {
+        // Only functions that need no pointer may succeed with NULLs: C_CloseSession and
+        // C_CloseAllSessions (C_Logout is refused: not logged in; C_FindObjectsFinal: not
+        // initialized; ...).
+        for (name, first) in &ok_with {
             assert!(
-                matches!(i, 13 | 14),
-                "function #{i} returned CKR_OK with NULL arguments (first {first:#x})"
+                name.ends_with(" C_CloseSession") || name.ends_with(" C_CloseAllSessions"),
+                "{name} returned CKR_OK with NULL arguments (first {first:#x})"
             );
         }
         // The module still works.
