@@ -58,15 +58,6 @@ fn rv(e: CkErr) -> RvError {
     }
 }
 
-fn digest_info(msg: &[u8]) -> Vec<u8> {
-    let mut di = vec![
-        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
-        0x05, 0x00, 0x04, 0x20,
-    ];
-    di.extend_from_slice(&Sha256::digest(msg));
-    di
-}
-
 fn sw(r: &[u8]) -> u16 {
     match r {
         [.., a, b] => u16::from_be_bytes([*a, *b]),
@@ -84,7 +75,7 @@ fn try_to_sign(card: &mut pcsc::Card, key_ef: u8) -> Result<u16, pcsc::Error> {
     }
     tx.transmit(&[0, 0xA4, 2, 0x0C, 2, 0, key_ef], &mut buf)?;
     let mut apdu = vec![0x80, 0x2A, 0, 0x80, 51];
-    apdu.extend_from_slice(&digest_info(b"x"));
+    apdu.extend_from_slice(&common::digest_info(b"x"));
     apdu.push(0);
     Ok(sw(tx.transmit(&apdu, &mut buf)?))
 }

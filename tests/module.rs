@@ -64,15 +64,6 @@ fn pss_params() -> PkcsPssParams {
     }
 }
 
-fn digest_info(msg: &[u8]) -> Vec<u8> {
-    let mut di = vec![
-        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
-        0x05, 0x00, 0x04, 0x20,
-    ];
-    di.extend_from_slice(&Sha256::digest(msg));
-    di
-}
-
 fn rv(e: CkErr) -> RvError {
     match e {
         CkErr::Pkcs11(rv, _) => rv,
@@ -101,7 +92,7 @@ fn other_process_sign_sw(reader: &str, key_ef: u8) -> u16 {
     );
     assert_eq!(send(&[0, 0xA4, 2, 0x0C, 2, 0, key_ef], &mut buf), [0x90, 0]);
     let mut apdu = vec![0x80, 0x2A, 0, 0x80, 51];
-    apdu.extend_from_slice(&digest_info(b"x"));
+    apdu.extend_from_slice(&common::digest_info(b"x"));
     apdu.push(0);
     let r = send(&apdu, &mut buf);
     let sw = u16::from_be_bytes([r[r.len() - 2], r[r.len() - 1]]);
@@ -209,7 +200,7 @@ fn both_keys_sign_with_every_mechanism() {
         let key = private_key(&s);
         let params = pss_params();
         let cases: Vec<(Mechanism, Vec<u8>)> = vec![
-            (Mechanism::RsaPkcs, digest_info(msg)),
+            (Mechanism::RsaPkcs, common::digest_info(msg)),
             (Mechanism::Sha1RsaPkcs, msg.to_vec()),
             (Mechanism::Sha224RsaPkcs, msg.to_vec()),
             (Mechanism::Sha256RsaPkcs, msg.to_vec()),

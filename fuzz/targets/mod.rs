@@ -32,12 +32,8 @@ use std::sync::{Arc, Mutex};
 
 /// A SHA-256 DigestInfo of `msg`.
 fn digest_info(msg: &[u8]) -> Vec<u8> {
-    let mut d = vec![
-        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
-        0x05, 0x00, 0x04, 0x20,
-    ];
-    d.extend_from_slice(&Sha256::digest(msg));
-    d
+    let prefix = rsa::Pkcs1v15Sign::new::<Sha256>().prefix;
+    [&prefix[..], &Sha256::digest(msg)[..]].concat()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -257,15 +257,9 @@ impl VirtualCard {
     }
 }
 
-/// The DER DigestInfo prefix of a SHA-256 hash.
-pub(crate) const SHA256_DIGEST_INFO_PREFIX: [u8; 19] = [
-    0x30, 0x31, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
-    0x00, 0x04, 0x20,
-];
-
-/// A SHA-256 DigestInfo around `hash`.
+/// A SHA-256 DigestInfo around `hash` (the prefix from `rsa`, through `sha2`'s OID).
 pub(crate) fn sha256_digest_info(hash: &[u8]) -> Vec<u8> {
-    [&SHA256_DIGEST_INFO_PREFIX[..], hash].concat()
+    [&Pkcs1v15Sign::new::<Sha256>().prefix[..], hash].concat()
 }
 
 /// The six COMPUTE DIGITAL SIGNATURE modes (P1 00..05).

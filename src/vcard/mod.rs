@@ -31,8 +31,6 @@ pub mod vpcd;
 
 use apdu::{log_line, status, sw, with_status};
 pub(crate) use commands::sha256_digest_info;
-#[cfg(test)]
-pub(crate) use commands::SHA256_DIGEST_INFO_PREFIX;
 
 pub use fault::{CertDamage, CertFile, Fault};
 

@@ -461,3 +461,14 @@ pub fn token_slots(
         get("JPKI Digital Signature"),
     )
 }
+
+/// A SHA-256 DigestInfo of `msg` (RFC 8017 §9.2 note 1), built independently of the module.
+pub fn digest_info(msg: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let mut di = vec![
+        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+        0x05, 0x00, 0x04, 0x20,
+    ];
+    di.extend_from_slice(&sha2::Sha256::digest(msg));
+    di
+}
