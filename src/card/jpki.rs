@@ -241,16 +241,14 @@ pub fn drop_security_state(x: &mut Exchange<'_>) -> Result<(), Error> {
 
 /// Length of a DER element from its first bytes (tag + length), if they are complete.
 pub fn der_total_len(head: &[u8]) -> Result<usize, Error> {
-    if head.len() < 2 || head[0] != 0x30 {
-        return Err(Error::Malformed(
-            "certificate file does not start with a SEQUENCE",
-        ));
-    }
-    let (hdr, len) = match head[1] {
-        n @ 0..=0x7F => (2, n as usize),
-        0x81 if head.len() >= 3 => (3, head[2] as usize),
-        0x82 if head.len() >= 4 => (4, u16::from_be_bytes([head[2], head[3]]) as usize),
-        _ => {
+    let (hdr, len) = match super::der::header(head) {
+        Some((0x30, hdr, len)) => (hdr, len),
+        Some(_) => {
+            return Err(Error::Malformed(
+                "certificate file does not start with a SEQUENCE",
+            ))
+        }
+        None => {
             return Err(Error::Malformed(
                 "unsupported DER length in certificate file",
             ))

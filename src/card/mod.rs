@@ -3,6 +3,7 @@
 //! ([`apdu`]), and the JPKI application's operations ([`jpki`]).
 
 pub mod apdu;
+pub mod der;
 pub mod inproc;
 pub mod jpki;
 pub mod pcsc;

@@ -37,36 +37,12 @@ struct Tlv {
     contents: Range<usize>,
 }
 
-/// Reads the DER element at `at` that must end by `end`: single-byte tag, definite length in
-/// its shortest form (up to two length bytes: a certificate is at most 8 kB).
+/// Reads the DER element at `at` that must end by `end` (its header read by the `der` crate:
+/// single-byte tag, definite length in its shortest form).
 fn tlv(der: &[u8], at: usize, end: usize) -> Result<Tlv, Error> {
     let bad = Error::Malformed("certificate does not parse");
-    let b = |i: usize| -> Result<u8, Error> {
-        if i < end {
-            der.get(i).copied().ok_or(bad.clone())
-        } else {
-            Err(bad.clone())
-        }
-    };
-    let tag = b(at)?;
-    if tag & 0x1F == 0x1F {
-        return Err(bad); // multi-byte tags do not occur in a certificate's outline
-    }
-    let (hl, len) = match b(at + 1)? {
-        n @ 0..=0x7F => (2, n as usize),
-        0x81 => match b(at + 2)? {
-            n @ 0x80..=0xFF => (3, n as usize),
-            _ => return Err(bad),
-        },
-        0x82 => {
-            let n = u16::from_be_bytes([b(at + 2)?, b(at + 3)?]) as usize;
-            if n < 0x100 {
-                return Err(bad);
-            }
-            (4, n)
-        }
-        _ => return Err(bad),
-    };
+    let within = der.get(at..end).ok_or(bad.clone())?;
+    let (tag, hl, len) = crate::card::der::header(within).ok_or(bad.clone())?;
     let contents = at + hl..at + hl + len;
     if contents.end > end {
         return Err(bad);
@@ -215,16 +191,7 @@ impl Cert {
 /// the serial: `SEQUENCE { SEQUENCE { [0] version, INTEGER serial ...`). Used for the token serial
 /// number, so that it costs one READ BINARY rather than the whole certificate.
 pub fn serial_from_head(head: &[u8]) -> Option<Vec<u8>> {
-    fn header(b: &[u8]) -> Option<(u8, usize, usize)> {
-        let tag = *b.first()?;
-        let (hl, len) = match *b.get(1)? {
-            n @ 0..=0x7F => (2, n as usize),
-            0x81 => (3, *b.get(2)? as usize),
-            0x82 => (4, u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as usize),
-            _ => return None,
-        };
-        Some((tag, hl, len))
-    }
+    use crate::card::der::header;
     let (t, hl, _) = header(head)?;
     if t != 0x30 {
         return None;
