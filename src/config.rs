@@ -12,40 +12,11 @@
 //! at warning level when logging starts) and the key keeps its earlier (or default) value.
 
 use crate::card::jpki::KeyRef;
+pub use crate::log::{LogFile, LogLevel};
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Log verbosity, from quietest to noisiest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    Off,
-    Error,
-    Warn,
-    Info,
-    Debug,
-}
-
-impl LogLevel {
-    fn parse(s: &str) -> Option<LogLevel> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "off" | "none" => LogLevel::Off,
-            "error" => LogLevel::Error,
-            "warn" | "warning" => LogLevel::Warn,
-            "info" => LogLevel::Info,
-            "debug" => LogLevel::Debug,
-            _ => return None,
-        })
-    }
-}
-
-/// Where log lines go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogFile {
-    Stderr,
-    Path(PathBuf),
-}
 
 /// The module's settings, after every file was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,6 +211,34 @@ pub fn get() -> Arc<Config> {
         return c.clone();
     }
     LOADED.clone()
+}
+
+/// Starts logging as the configuration says (`JPKI_PKCS11_DEBUG=<file>|stderr` overrides it with
+/// debug level), and reports the configuration's problems in the log, once per process.
+pub fn start_logging() {
+    static DONE: Lazy<()> = Lazy::new(|| {
+        let cfg = get();
+        let (level, file) = match std::env::var_os("JPKI_PKCS11_DEBUG") {
+            Some(t) if t == "stderr" || t == "1" => (LogLevel::Debug, LogFile::Stderr),
+            Some(t) if !t.is_empty() => (LogLevel::Debug, LogFile::Path(t.into())),
+            _ => (cfg.log_level, cfg.log_file.clone()),
+        };
+        crate::log::configure(level, &file);
+        for p in &cfg.problems {
+            crate::log::warn(format_args!("configuration: {p}"));
+        }
+        if !cfg.sources.is_empty() {
+            crate::log::debug(format_args!(
+                "configuration read from {:?}: tokens auth={} sign={}, pss={}, pinentry={}",
+                cfg.sources,
+                cfg.expose_auth,
+                cfg.expose_sign,
+                cfg.pss,
+                cfg.pinentry.is_some()
+            ));
+        }
+    });
+    Lazy::force(&DONE);
 }
 
 /// Replaces the configuration files by `cfg` (in-process tests); `None` goes back to the files.

@@ -1,13 +1,44 @@
-//! Minimal logging, configured by the `[log]` table of the configuration file (`level`, `file`;
-//! default: warnings to stderr). `JPKI_PKCS11_DEBUG=<file>|stderr` overrides it with debug level.
-//! Nothing that reaches here may contain a PIN or personal data: callers log codes, lengths and
-//! status words only.
+//! Minimal logging. The logger reads no settings of its own: the configuration hands it the level
+//! and the place ([`configure`], called by `config::start_logging` at `C_Initialize` with the
+//! `[log]` table of the configuration file or `JPKI_PKCS11_DEBUG`); until then, and without a
+//! configuration, warnings go to stderr. Nothing that reaches here may contain a PIN or personal
+//! data: callers log codes, lengths and status words only.
 
-use crate::config::{LogFile, LogLevel};
-use once_cell::sync::Lazy;
+use once_cell::sync::OnceCell;
 use parking_lot::Mutex;
 use std::fmt::Arguments;
 use std::io::Write;
+use std::path::PathBuf;
+
+/// Log verbosity, from quietest to noisiest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    pub(crate) fn parse(s: &str) -> Option<LogLevel> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "off" | "none" => LogLevel::Off,
+            "error" => LogLevel::Error,
+            "warn" | "warning" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            _ => return None,
+        })
+    }
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFile {
+    Stderr,
+    Path(PathBuf),
+}
 
 struct Sink {
     level: LogLevel,
@@ -26,18 +57,19 @@ fn open(file: &LogFile) -> Option<Box<dyn Write + Send>> {
     }
 }
 
-static SINK: Lazy<Option<Sink>> = Lazy::new(|| {
-    let cfg = crate::config::get();
-    let (level, file) = match std::env::var_os("JPKI_PKCS11_DEBUG") {
-        Some(t) if t == "stderr" || t == "1" => (LogLevel::Debug, LogFile::Stderr),
-        Some(t) if !t.is_empty() => (LogLevel::Debug, LogFile::Path(t.into())),
-        _ => (cfg.log_level, cfg.log_file.clone()),
-    };
+static SINK: OnceCell<Option<Sink>> = OnceCell::new();
+
+/// Sets how much the module logs, and where; the first call wins (the sink is set once per
+/// process). A log file that cannot be opened: said on stderr (warnings only), and stderr used.
+pub fn configure(level: LogLevel, file: &LogFile) {
+    let _ = SINK.set(make_sink(level, file));
+}
+
+fn make_sink(level: LogLevel, file: &LogFile) -> Option<Sink> {
     if level == LogLevel::Off {
         return None;
     }
-    // A log file that cannot be opened: say so on stderr (warnings only), rather than nothing.
-    let out = open(&file).or_else(|| {
+    let out = open(file).or_else(|| {
         if level >= LogLevel::Warn {
             let _ = writeln!(
                 std::io::stderr(),
@@ -51,31 +83,16 @@ static SINK: Lazy<Option<Sink>> = Lazy::new(|| {
         level,
         out: Mutex::new(out),
     })
-});
+}
 
-/// Starts logging (opens the sink) and reports the configuration's problems, once.
-pub fn init() {
-    static DONE: Lazy<()> = Lazy::new(|| {
-        let cfg = crate::config::get();
-        for p in &cfg.problems {
-            warn(format_args!("configuration: {p}"));
-        }
-        if !cfg.sources.is_empty() {
-            debug(format_args!(
-                "configuration read from {:?}: tokens auth={} sign={}, pss={}, pinentry={}",
-                cfg.sources,
-                cfg.expose_auth,
-                cfg.expose_sign,
-                cfg.pss,
-                cfg.pinentry.is_some()
-            ));
-        }
-    });
-    Lazy::force(&DONE);
+/// The sink: as configured, or warnings to stderr if nothing configured it first.
+fn sink() -> Option<&'static Sink> {
+    SINK.get_or_init(|| make_sink(LogLevel::Warn, &LogFile::Stderr))
+        .as_ref()
 }
 
 fn write(level: LogLevel, tag: &str, args: Arguments<'_>) {
-    if let Some(sink) = SINK.as_ref().filter(|s| s.level >= level) {
+    if let Some(sink) = sink().filter(|s| s.level >= level) {
         let mut w = sink.out.lock();
         let _ = writeln!(w, "jpki-pkcs11[{}]: {tag}{}", std::process::id(), args);
     }
@@ -103,5 +120,5 @@ pub fn error(args: Arguments<'_>) {
 
 /// Whether debug logging is on (to skip building expensive messages).
 pub fn enabled() -> bool {
-    SINK.as_ref().is_some_and(|s| s.level >= LogLevel::Debug)
+    sink().is_some_and(|s| s.level >= LogLevel::Debug)
 }

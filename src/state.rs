@@ -188,7 +188,7 @@ pub fn poison() {
 
 pub fn initialize() -> CkResult<()> {
     // [config] Loads the configuration file (once) and reports its problems in the log.
-    crate::log::init();
+    crate::config::start_logging();
     let mut guard = MODULE.write();
     if let Some(m) = guard.as_ref() {
         if m.pid == std::process::id() {
