@@ -31,5 +31,7 @@ pub mod state;
 mod test_support;
 pub mod token;
 #[cfg(test)]
+mod trace_tests;
+#[cfg(test)]
 mod unconfirmed_tests;
 pub mod vcard;
