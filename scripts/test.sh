@@ -8,5 +8,7 @@ scripts/install-deps.sh
 started=$(scripts/pcscd.sh start)
 cleanup() { if [ "$started" = started ]; then scripts/pcscd.sh stop; fi; }
 trap cleanup EXIT
-cargo build --all-targets
-cargo test --all-targets -- --test-threads=1
+# The workspace: the module's package and the `jpki` command's (cli/); the module's tests run
+# target/debug/jpki, which the build step makes.
+cargo build --workspace --all-targets
+cargo test --workspace --all-targets -- --test-threads=1

@@ -355,7 +355,7 @@ fn jpki_status_shows_unknown_tries_and_locks_an_unlocked_card() {
         }
         let out = std::process::Command::new("timeout")
             .arg("60")
-            .arg(env!("CARGO_BIN_EXE_jpki"))
+            .arg(common::jpki_bin())
             .args(&args)
             .output()
             .expect("run jpki");

@@ -2,6 +2,8 @@
 //! configuration in a temporary HOME, and `jpki register|unregister firefox|nss|p11-kit`.
 //! Installs the debug build (`PROFILE=debug`) that `cargo test` just made: nothing is rebuilt.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -37,6 +39,8 @@ fn build_dirs() -> (PathBuf, String) {
         "{} not built",
         profile_dir.display()
     );
+    // The command (package cli/) is there and up to date.
+    common::jpki_bin();
     (target, profile)
 }
 
@@ -123,6 +127,9 @@ fn make_install_and_uninstall_into_destdir() {
         module.clone(),
         "/usr/share/man/man1/jpki.1".into(),
         "/usr/share/p11-kit/modules/jpki.module".into(),
+        "/usr/share/bash-completion/completions/jpki".into(),
+        "/usr/share/zsh/site-functions/_jpki".into(),
+        "/usr/share/fish/vendor_completions.d/jpki.fish".into(),
     ];
     let mut sorted = want.clone();
     sorted.sort();
@@ -152,6 +159,31 @@ fn make_install_and_uninstall_into_destdir() {
         man.contains("EXIT STATUS"),
         "step: man page renders:\n{man}"
     );
+    // The completion scripts: the commands, their options and values; bash parses its own.
+    let bash = dest.join("usr/share/bash-completion/completions/jpki");
+    for (file, want) in [
+        (&bash, "virtual-card"),
+        (
+            &dest.join("usr/share/zsh/site-functions/_jpki"),
+            "#compdef jpki",
+        ),
+        (
+            &dest.join("usr/share/fish/vendor_completions.d/jpki.fish"),
+            "password-file",
+        ),
+    ] {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(text.contains(want), "step: {} has {want:?}", file.display());
+        assert!(
+            !text.contains("generate"),
+            "step: no hidden command in {}",
+            file.display()
+        );
+    }
+    run(
+        Command::new("bash").arg("-n").arg(&bash),
+        "bash -n on the bash completion",
+    );
 
     // Default PREFIX and an explicit LIBDIR.
     let dest2 = dir.0.join("root2");
@@ -161,8 +193,11 @@ fn make_install_and_uninstall_into_destdir() {
         vec![
             "/opt/lib/pkcs11/libjpki_pkcs11.so",
             "/usr/local/bin/jpki",
+            "/usr/local/share/bash-completion/completions/jpki",
+            "/usr/local/share/fish/vendor_completions.d/jpki.fish",
             "/usr/local/share/man/man1/jpki.1",
             "/usr/local/share/p11-kit/modules/jpki.module",
+            "/usr/local/share/zsh/site-functions/_jpki",
         ],
         "step: PREFIX=/usr/local default, LIBDIR honoured"
     );
@@ -288,7 +323,7 @@ fn register_firefox_and_nss_idempotently() {
     let jpki = |args: &[&str]| {
         let mut c = Command::new("timeout");
         c.arg("120")
-            .arg(env!("CARGO_BIN_EXE_jpki"))
+            .arg(common::jpki_bin())
             .args(args)
             .env("HOME", &home);
         run(&mut c, &format!("jpki {args:?}"))
@@ -325,7 +360,7 @@ fn register_firefox_and_nss_idempotently() {
     // No Firefox profile: a clear message.
     let empty = dir.0.join("empty-home");
     std::fs::create_dir_all(&empty).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_jpki"))
+    let out = Command::new(common::jpki_bin())
         .args(["register", "firefox", "--module", so_s])
         .env("HOME", &empty)
         .output()

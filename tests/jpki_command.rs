@@ -15,7 +15,7 @@ const AUTH: &str = "JPKI User Authentication";
 fn jpki_in(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> (i32, Vec<u8>, String) {
     let mut cmd = Command::new("timeout");
     cmd.arg("60")
-        .arg(env!("CARGO_BIN_EXE_jpki"))
+        .arg(common::jpki_bin())
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -437,7 +437,7 @@ fn jpki_without_terminal(args: &[&str]) -> (i32, String) {
         .arg("--wait")
         .arg("timeout")
         .arg("60")
-        .arg(env!("CARGO_BIN_EXE_jpki"))
+        .arg(common::jpki_bin())
         .args(args)
         .stdin(Stdio::null())
         .output()

@@ -123,7 +123,7 @@ fn child() {
         pcsc::Context::establish(pcsc::Scope::User).is_ok_and(|c| c.list_readers_len().is_ok())
     });
     let vcard = Kill(
-        Command::new(env!("CARGO_BIN_EXE_jpki"))
+        Command::new(common::jpki_bin())
             .arg("virtual-card")
             .arg("--state")
             .arg(&dir)

@@ -139,7 +139,7 @@ impl VCard {
              running on it (`pgrep -a jpki`)",
             self.reader
         );
-        let child = Command::new(env!("CARGO_BIN_EXE_jpki"))
+        let child = Command::new(jpki_bin())
             .arg("virtual-card")
             .arg("--state")
             .arg(&self.state_dir)
@@ -349,6 +349,69 @@ impl Drop for PortLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The `jpki` command (the virtual card's process, and the command under test), built by its own
+/// package `cli/` (so that its crates stay out of the module): `target/<profile>/jpki`, next to
+/// this test binary's `deps/` directory. `cargo build` and `cargo test` at the workspace root
+/// build it; `cargo test --test NAME` or `-p jpki-pkcs11` alone do not, so this panics, saying
+/// what to run, when the binary is missing or older than one of its sources (listed in cargo's
+/// dep-info `jpki.d` beside it), rather than test an old command or an old virtual card.
+pub fn jpki_bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps");
+        let bin = dir.join(format!("jpki{}", std::env::consts::EXE_SUFFIX));
+        let build = "build it first with `cargo build` at the workspace root (`cargo test` \
+                     there builds it too; `cargo test --test NAME` alone does not)";
+        let built = std::fs::metadata(&bin)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|e| panic!("{}: {e}: {build}", bin.display()));
+        let deps = std::fs::read_to_string(dir.join("jpki.d")).unwrap_or_default();
+        for src in dep_info_files(&deps) {
+            let newer = std::fs::metadata(&src)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > built);
+            assert!(
+                !newer,
+                "{} is older than its source {}: {build}",
+                bin.display(),
+                src.display()
+            );
+        }
+        bin
+    })
+}
+
+/// The prerequisites in a makefile-style dep-info file (`target: a.rs b\ c.rs ...`).
+fn dep_info_files(text: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((_, deps)) = line.split_once(": ") else {
+            continue;
+        };
+        let mut cur = String::new();
+        let mut chars = deps.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => cur.extend(chars.next()),
+                ' ' => {
+                    if !cur.is_empty() {
+                        out.push(PathBuf::from(std::mem::take(&mut cur)));
+                    }
+                }
+                c => cur.push(c),
+            }
+        }
+        if !cur.is_empty() {
+            out.push(PathBuf::from(cur));
+        }
+    }
+    out
 }
 
 /// The module under test: `$TEST_PKCS11_MODULE`, or the cdylib cargo built for this test run

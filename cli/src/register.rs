@@ -7,8 +7,8 @@
 //! NSS databases are changed with `modutil` (Debian `libnss3-tools`, Fedora `nss-tools`),
 //! which NSS documents as the way to add a module; Firefox should be closed meanwhile.
 
+use crate::cli::Target;
 use crate::util::{exit, Fail};
-use crate::Args;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -243,38 +243,34 @@ fn p11kit(home: &Path, module: Option<&Path>) -> Result<String, Fail> {
     }
 }
 
-/// `jpki register|unregister firefox|nss|p11-kit [--module PATH]`
-pub fn run(mut args: Args, add: bool) -> Result<u8, Fail> {
-    let verb = if add { "register" } else { "unregister" };
-    let target = args.positional(&format!("{verb} target (firefox, nss or p11-kit)"))?;
-    let mut module = None;
-    while let Some((name, inline)) = args.next_option()? {
-        match name.as_str() {
-            "--module" if add => module = Some(PathBuf::from(args.value(&name, inline)?)),
-            _ => return Err(Fail::usage(format!("{verb}: unknown option {name}"))),
-        }
-    }
-    let module = if add {
-        let m = match module {
-            Some(m) => m,
-            None => find_module().ok_or_else(|| {
-                Fail::new(
-                    exit::FAILURE,
-                    format!("cannot find {SO}: install it (`make install`) or give --module PATH"),
-                )
-            })?,
-        };
-        let m = m
-            .canonicalize()
-            .map_err(|e| Fail::new(exit::FAILURE, format!("module {}: {e}", m.display())))?;
-        Some(m)
-    } else {
-        None
+/// `jpki register firefox|nss|p11-kit [--module PATH]`
+pub fn register(target: Target, module: Option<PathBuf>) -> Result<u8, Fail> {
+    let m = match module {
+        Some(m) => m,
+        None => find_module().ok_or_else(|| {
+            Fail::new(
+                exit::FAILURE,
+                format!("cannot find {SO}: install it (`make install`) or give --module PATH"),
+            )
+        })?,
     };
+    let m = m
+        .canonicalize()
+        .map_err(|e| Fail::new(exit::FAILURE, format!("module {}: {e}", m.display())))?;
+    run(target, Some(m))
+}
+
+/// `jpki unregister firefox|nss|p11-kit`
+pub fn unregister(target: Target) -> Result<u8, Fail> {
+    run(target, None)
+}
+
+/// Adds `module` to `target`, or removes it (`None`).
+fn run(target: Target, module: Option<PathBuf>) -> Result<u8, Fail> {
     let home = home()?;
     let mut done = Vec::new();
-    match target.as_str() {
-        "firefox" => {
+    match target {
+        Target::Firefox => {
             let profiles = firefox_profiles(&home);
             if profiles.is_empty() {
                 return Err(Fail::new(
@@ -289,13 +285,8 @@ pub fn run(mut args: Args, add: bool) -> Result<u8, Fail> {
                 done.push(nss_db(&p, module.as_deref())?);
             }
         }
-        "nss" => done.push(nss_db(&home.join(".pki/nssdb"), module.as_deref())?),
-        "p11-kit" => done.push(p11kit(&home, module.as_deref())?),
-        other => {
-            return Err(Fail::usage(format!(
-                "{verb}: unknown target {other:?} (firefox, nss or p11-kit)"
-            )))
-        }
+        Target::Nss => done.push(nss_db(&home.join(".pki/nssdb"), module.as_deref())?),
+        Target::P11Kit => done.push(p11kit(&home, module.as_deref())?),
     }
     for d in done {
         println!("{d}");

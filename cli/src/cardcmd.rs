@@ -1,15 +1,16 @@
 //! `jpki status`, `jpki cert export`, `jpki pin change`: the card through the project's card
 //! layer (PC/SC, `BoundCard`, which never leaves the card unlocked).
 
-use crate::util::{exit, json_str, pem, read_secret, Fail, PinReader, PinSource};
-use crate::Args;
+use crate::cli::{CertExportArgs, CertName, PinChangeArgs, PinName, StatusArgs};
+use crate::util::{exit, pem, read_secret, Fail, PinReader, PinSource};
 use jpki_pkcs11::card::jpki::{self, normalize_pin, KeyRef, PinFormat, PinTries};
 use jpki_pkcs11::card::pcsc::PcscSystem;
 use jpki_pkcs11::card::CardSystem;
 use jpki_pkcs11::error::Error;
 use jpki_pkcs11::token::BoundCard;
+use serde::Serialize;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use x509_cert::der::Decode;
 use zeroize::Zeroizing;
 
@@ -191,11 +192,10 @@ fn checked_as(
     })
 }
 
-fn parse_key(s: &str) -> Option<KeyRef> {
-    match s {
-        "auth" => Some(KeyRef::Auth),
-        "sign" => Some(KeyRef::Sign),
-        _ => None,
+fn key_of(pin: PinName) -> KeyRef {
+    match pin {
+        PinName::Auth => KeyRef::Auth,
+        PinName::Sign => KeyRef::Sign,
     }
 }
 
@@ -242,60 +242,131 @@ fn describe(der: &[u8]) -> (String, String) {
     }
 }
 
-fn tries_text(t: Result<PinTries, Error>, key: KeyRef) -> (String, String) {
+/// A PIN's tries in `jpki status --json`.
+#[derive(Serialize)]
+struct TriesJson {
+    /// `null` when the card did not tell (found unlocked).
+    tries_left: Option<u8>,
+    max_tries: u8,
+    locked: bool,
+}
+
+/// A certificate in `jpki status --json`.
+#[derive(Serialize)]
+struct CertJson {
+    subject: String,
+    not_after: String,
+}
+
+/// One reader in `jpki status --json` (fields in this order; absent ones are left out).
+#[derive(Serialize)]
+struct ReaderJson {
+    name: String,
+    /// `jpki`, `none`, `not-jpki` or `error`.
+    card: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    /// `Some(None)` (JSON `null`): the tries could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_pin: Option<Option<TriesJson>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sign_pin: Option<Option<TriesJson>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_cert: Option<CertJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sign_cert: Option<CertJson>,
+}
+
+impl ReaderJson {
+    fn new(name: &str, card: &'static str) -> ReaderJson {
+        ReaderJson {
+            name: name.to_string(),
+            card,
+            error: None,
+            token: None,
+            token_type: None,
+            auth_pin: None,
+            sign_pin: None,
+            auth_cert: None,
+            sign_cert: None,
+        }
+    }
+}
+
+/// `jpki status --json`.
+#[derive(Serialize)]
+struct StatusJson {
+    readers: Vec<ReaderJson>,
+}
+
+/// `jpki status --json` when there is no reader to list.
+#[derive(Serialize)]
+struct StatusErrorJson<'a> {
+    error: &'a str,
+    exit_code: u8,
+    readers: [ReaderJson; 0],
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain structs serialize")
+}
+
+fn tries_text(t: Result<PinTries, Error>, key: KeyRef) -> (String, Option<TriesJson>) {
+    let max_tries = key.max_tries();
     match t {
         Ok(PinTries::Left(n)) if n > 0 => (
-            format!("{n} of {} tries left", key.max_tries()),
-            format!(
-                "{{\"tries_left\":{n},\"max_tries\":{},\"locked\":false}}",
-                key.max_tries()
-            ),
+            format!("{n} of {max_tries} tries left"),
+            Some(TriesJson {
+                tries_left: Some(n),
+                max_tries,
+                locked: false,
+            }),
         ),
         // [uncertain] An empty VERIFY answered 9000: the card was unlocked (by another program;
         // the module locked it again) and did not tell the count.
         Ok(PinTries::Unknown) => (
             "tries left unknown (the card was found unlocked, and locked again)".into(),
-            format!(
-                "{{\"tries_left\":null,\"max_tries\":{},\"locked\":false}}",
-                key.max_tries()
-            ),
+            Some(TriesJson {
+                tries_left: None,
+                max_tries,
+                locked: false,
+            }),
         ),
         Ok(_) => (
             format!("LOCKED ({LOCKED_HINT})"),
-            format!(
-                "{{\"tries_left\":0,\"max_tries\":{},\"locked\":true}}",
-                key.max_tries()
-            ),
+            Some(TriesJson {
+                tries_left: Some(0),
+                max_tries,
+                locked: true,
+            }),
         ),
-        Err(e) => (format!("unknown ({e})"), "null".into()),
+        Err(e) => (format!("unknown ({e})"), None),
     }
 }
 
 /// `jpki status [--reader NAME] [--json] [--password | --password-file FILE]`
-pub fn status(mut args: Args) -> Result<u8, Fail> {
-    let (mut reader, mut json, mut password, mut pw_file) = (None, false, false, None);
-    while let Some((name, inline)) = args.next_option()? {
-        match name.as_str() {
-            "--reader" => reader = Some(args.string(&name, inline)?),
-            "--json" => json = true,
-            "--password" if inline.is_none() => password = true,
-            "--password" => return Err(Fail::usage(
-                "--password takes no value: the password is read from the terminal or --password-file",
-            )),
-            "--password-file" => pw_file = Some(PathBuf::from(args.value(&name, inline)?)),
-            _ => return Err(Fail::usage(format!("status: unknown option {name}"))),
-        }
-    }
+pub fn status(args: StatusArgs) -> Result<u8, Fail> {
+    let StatusArgs {
+        reader,
+        json: as_json,
+        password,
+        password_file: pw_file,
+    } = args;
     let want_sign = password || pw_file.is_some();
     let sys = PcscSystem::new();
     let names = match readers(&sys) {
         Ok(n) => n,
-        Err(f) if json => {
-            println!(
-                "{{\"error\":{},\"exit_code\":{},\"readers\":[]}}",
-                json_str(&f.msg),
-                f.code
-            );
+        Err(f) if as_json => {
+            let out = StatusErrorJson {
+                error: &f.msg,
+                exit_code: f.code,
+                readers: [],
+            };
+            println!("{}", json(&out));
             return Ok(f.code);
         }
         Err(f) => return Err(f),
@@ -316,39 +387,40 @@ pub fn status(mut args: Args) -> Result<u8, Fail> {
     let mut sign_done = false;
     for n in &names {
         human.push_str(&format!("Reader: {n}\n"));
-        let mut obj = format!("{{\"name\":{}", json_str(n));
-        match open(&sys, n) {
+        let obj = match open(&sys, n) {
             Slot::NoCard => {
                 human.push_str("  No card\n");
-                obj.push_str(",\"card\":\"none\"");
+                ReaderJson::new(n, "none")
             }
             Slot::NotJpki => {
                 human.push_str("  Card: not a My Number Card\n");
-                obj.push_str(",\"card\":\"not-jpki\"");
                 if code == exit::NO_CARD {
                     code = exit::NOT_JPKI;
                 }
+                ReaderJson::new(n, "not-jpki")
             }
             Slot::Error(e) => {
                 human.push_str(&format!("  Error: {e}\n"));
-                obj.push_str(&format!(",\"card\":\"error\",\"error\":{}", json_str(&e)));
+                ReaderJson {
+                    error: Some(e),
+                    ..ReaderJson::new(n, "error")
+                }
             }
             Slot::Card(mut card) => {
                 code = 0;
+                let mut obj = ReaderJson::new(n, "jpki");
                 let (id, kind) = token_type(&mut card);
                 human.push_str(&format!("  Card: {kind} ({id})\n"));
-                obj.push_str(&format!(
-                    ",\"card\":\"jpki\",\"token\":{},\"token_type\":{}",
-                    json_str(&id),
-                    json_str(kind)
-                ));
-                for (key, label, jname) in [
-                    (KeyRef::Auth, "User authentication PIN", "auth_pin"),
-                    (KeyRef::Sign, "Digital signature password", "sign_pin"),
-                ] {
+                obj.token = Some(id);
+                obj.token_type = Some(kind);
+                for key in [KeyRef::Auth, KeyRef::Sign] {
                     let (h, j) = tries_text(card.refresh_tries(key), key);
+                    let (label, field) = match key {
+                        KeyRef::Auth => ("User authentication PIN", &mut obj.auth_pin),
+                        KeyRef::Sign => ("Digital signature password", &mut obj.sign_pin),
+                    };
                     human.push_str(&format!("  {label}: {h}\n"));
-                    obj.push_str(&format!(",\"{jname}\":{j}"));
+                    *field = Some(j);
                 }
                 match card.cert(KeyRef::Auth, None) {
                     Ok(c) => {
@@ -356,11 +428,10 @@ pub fn status(mut args: Args) -> Result<u8, Fail> {
                         human.push_str(&format!(
                             "  Authentication certificate: {subject}\n    valid until {until}\n"
                         ));
-                        obj.push_str(&format!(
-                            ",\"auth_cert\":{{\"subject\":{},\"not_after\":{}}}",
-                            json_str(&subject),
-                            json_str(&until)
-                        ));
+                        obj.auth_cert = Some(CertJson {
+                            subject,
+                            not_after: until,
+                        });
                     }
                     Err(e) => human.push_str(&format!("  Authentication certificate: {e}\n")),
                 }
@@ -378,20 +449,19 @@ pub fn status(mut args: Args) -> Result<u8, Fail> {
                     human.push_str(&format!(
                         "  Signature certificate: {subject}\n    valid until {until}\n"
                     ));
-                    obj.push_str(&format!(
-                        ",\"sign_cert\":{{\"subject\":{},\"not_after\":{}}}",
-                        json_str(&subject),
-                        json_str(&until)
-                    ));
+                    obj.sign_cert = Some(CertJson {
+                        subject,
+                        not_after: until,
+                    });
                 }
                 card.disconnect();
+                obj
             }
-        }
-        obj.push('}');
+        };
         items.push(obj);
     }
-    if json {
-        println!("{{\"readers\":[{}]}}", items.join(","));
+    if as_json {
+        println!("{}", json(&StatusJson { readers: items }));
     } else {
         print!("{human}");
     }
@@ -400,31 +470,22 @@ pub fn status(mut args: Args) -> Result<u8, Fail> {
 
 /// `jpki cert export auth|auth-ca|sign|sign-ca [--der|--pem] [--out FILE] [--reader NAME]
 /// [--password-file FILE]`
-pub fn cert_export(mut args: Args) -> Result<u8, Fail> {
-    let which = args.positional("cert export: which certificate (auth, auth-ca, sign, sign-ca)")?;
-    let (mut reader, mut der, mut out, mut pw_file) = (None, false, None, None);
-    while let Some((name, inline)) = args.next_option()? {
-        match name.as_str() {
-            "--reader" => reader = Some(args.string(&name, inline)?),
-            "--der" => der = true,
-            "--pem" => der = false,
-            "--out" | "-o" => out = Some(PathBuf::from(args.value(&name, inline)?)),
-            "--password-file" => pw_file = Some(PathBuf::from(args.value(&name, inline)?)),
-            _ => return Err(Fail::usage(format!("cert export: unknown option {name}"))),
-        }
-    }
-    if !matches!(which.as_str(), "auth" | "auth-ca" | "sign" | "sign-ca") {
-        return Err(Fail::usage(format!(
-            "cert export: unknown certificate {which:?} (auth, auth-ca, sign, sign-ca)"
-        )));
-    }
+pub fn cert_export(args: CertExportArgs) -> Result<u8, Fail> {
+    let CertExportArgs {
+        which,
+        der,
+        pem: _,
+        out,
+        reader,
+        password_file: pw_file,
+    } = args;
     let sys = PcscSystem::new();
     let (_, mut card) = pick_card(&sys, reader.as_deref())?;
-    let cert = match which.as_str() {
-        "auth" => card.cert(KeyRef::Auth, None).map_err(card_fail),
-        "auth-ca" => card.ca_cert(KeyRef::Auth).map_err(card_fail),
-        "sign-ca" => card.ca_cert(KeyRef::Sign).map_err(card_fail),
-        _ => (|| {
+    let cert = match which {
+        CertName::Auth => card.cert(KeyRef::Auth, None).map_err(card_fail),
+        CertName::AuthCa => card.ca_cert(KeyRef::Auth).map_err(card_fail),
+        CertName::SignCa => card.ca_cert(KeyRef::Sign).map_err(card_fail),
+        CertName::Sign => (|| {
             let tries = tries_or_locked(&mut card, KeyRef::Sign)?;
             eprintln!("Digital signature password: {tries}");
             let pw = read_secret(pw_file.as_deref(), "Digital signature password: ")?;
@@ -448,9 +509,8 @@ pub fn cert_export(mut args: Args) -> Result<u8, Fail> {
     drop(cert);
     card.disconnect();
     let res = match &out {
-        Some(p) => {
-            write_private(p, &bytes, which == "sign").map_err(|e| format!("{}: {e}", p.display()))
-        }
+        Some(p) => write_private(p, &bytes, which == CertName::Sign)
+            .map_err(|e| format!("{}: {e}", p.display())),
         None => std::io::stdout()
             .write_all(&bytes)
             .and_then(|()| std::io::stdout().flush())
@@ -484,19 +544,15 @@ fn write_all_to(mut file: std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// `jpki pin change auth|sign [--reader NAME] [--pin-file FILE | --stdin]`
-pub fn pin_change(mut args: Args) -> Result<u8, Fail> {
-    let which = args.positional("pin change: which PIN (auth or sign)")?;
-    let key = parse_key(&which)
-        .ok_or_else(|| Fail::usage(format!("pin change: {which:?} is not auth or sign")))?;
-    let (mut reader, mut src) = (None, PinSource::Prompt);
-    while let Some((name, inline)) = args.next_option()? {
-        match name.as_str() {
-            "--reader" => reader = Some(args.string(&name, inline)?),
-            "--pin-file" => src = PinSource::File(PathBuf::from(args.value(&name, inline)?)),
-            "--stdin" => src = PinSource::Stdin,
-            _ => return Err(Fail::usage(format!("pin change: unknown option {name}"))),
-        }
-    }
+pub fn pin_change(args: PinChangeArgs) -> Result<u8, Fail> {
+    let key = key_of(args.which);
+    let reader = args.reader;
+    // --pin-file and --stdin override each other: at most one is set.
+    let src = match (args.pin_file, args.stdin) {
+        (Some(f), _) => PinSource::File(f),
+        (None, true) => PinSource::Stdin,
+        (None, false) => PinSource::Prompt,
+    };
     let sys = PcscSystem::new();
     let (rname, mut card) = pick_card(&sys, reader.as_deref())?;
     let res = (|| {

@@ -1,9 +1,8 @@
-//! Small helpers of the `jpki` command: failures with exit codes, JSON strings, PEM, and reading
-//! PINs without echo.
+//! Small helpers of the `jpki` command: failures with exit codes, PEM, and reading PINs (from a
+//! file, standard input, or the terminal without echo through `rpassword`).
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use zeroize::Zeroizing;
 
 /// Exit codes (documented in `docs/jpki-command.md` and `jpki.1`).
@@ -26,6 +25,36 @@ pub mod exit {
     pub const BAD_PIN: u8 = 8;
     /// PIN entry cancelled (end of input).
     pub const CANCELLED: u8 = 9;
+
+    /// Every exit code and its meaning, for `jpki --help` and the man page's EXIT STATUS
+    /// (`docs/jpki-command.md` has the same table).
+    pub const TABLE: [(u8, &str); 10] = [
+        (0, "success (status: at least one My Number Card found)"),
+        (
+            FAILURE,
+            "other failure (card or reader error, file error, modutil failed)",
+        ),
+        (USAGE, "bad command line"),
+        (
+            NO_READER,
+            "PC/SC service (pcscd) not running, no reader, or no reader of that name",
+        ),
+        (NO_CARD, "no card in the reader (status: in no reader)"),
+        (NOT_JPKI, "not a My Number Card"),
+        (
+            WRONG_PIN,
+            "wrong PIN or password; one try used, the message says how many are left",
+        ),
+        (
+            PIN_LOCKED,
+            "PIN or password locked (only a municipal office can unlock it)",
+        ),
+        (
+            BAD_PIN,
+            "malformed PIN, or the two new PINs differ: nothing was sent to the card",
+        ),
+        (CANCELLED, "PIN entry cancelled (end of input, no terminal)"),
+    ];
 }
 
 /// A failed command: exit code and message for stderr.
@@ -42,64 +71,12 @@ impl Fail {
             msg: msg.into(),
         }
     }
-    pub fn usage(msg: impl Into<String>) -> Fail {
-        Fail::new(exit::USAGE, msg)
-    }
 }
 
-/// A JSON string literal (quotes included), escaped per RFC 8259.
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Base64 (standard alphabet, padded).
-pub fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// A certificate as PEM.
+/// A certificate as PEM (RFC 7468: 64-column base64 lines, `\n` line endings).
 pub fn pem(der: &[u8]) -> String {
-    let b = base64(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
+    pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, der)
+        .expect("a certificate's PEM length fits in memory")
 }
 
 /// Strips one trailing `\n` / `\r\n`.
@@ -183,24 +160,11 @@ impl PinReader {
     }
 }
 
-/// Runs `stty <arg>` on the terminal.
-fn stty(arg: &str) -> bool {
-    std::fs::File::open("/dev/tty")
-        .ok()
-        .and_then(|tty| {
-            Command::new("stty")
-                .arg(arg)
-                .stdin(tty)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .ok()
-        })
-        .is_some_and(|s| s.success())
-}
-
-/// Asks on `/dev/tty` with echo off.
+/// Asks on `/dev/tty` with echo off (`rpassword`). The answer is moved into a [`Zeroizing`]
+/// buffer at once (rpassword wipes its own read buffer).
 fn read_tty(prompt: &str, no_tty: &str) -> Result<Zeroizing<Vec<u8>>, Fail> {
+    // rpassword opens /dev/tty itself; opening it first tells "no terminal" (a cron job, a
+    // desktop launcher) from a failure to read it.
     let mut tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -213,25 +177,24 @@ fn read_tty(prompt: &str, no_tty: &str) -> Result<Zeroizing<Vec<u8>>, Fail> {
         })?;
     let _ = tty.write_all(prompt.as_bytes());
     let _ = tty.flush();
-    if !stty("-echo") {
-        return Err(Fail::new(
-            exit::FAILURE,
-            "cannot switch the terminal's echo off (stty): refusing to read the PIN",
-        ));
-    }
-    let mut line = Zeroizing::new(Vec::new());
-    let res = std::io::BufReader::new(&mut tty).read_until(b'\n', &mut line);
-    stty("echo");
-    let _ = tty.write_all(b"\n");
-    match res {
-        Ok(0) => Err(Fail::new(exit::CANCELLED, "PIN entry cancelled")),
-        Ok(_) => {
-            chomp(&mut line);
-            Ok(line)
+    // rpassword switches echo off (keeping the newline's echo) and reads one line; it reads
+    // nothing if echo cannot be switched off.
+    match rpassword::read_password() {
+        Ok(line) => {
+            let mut line = Zeroizing::new(line);
+            Ok(Zeroizing::new(std::mem::take(&mut *line).into_bytes()))
         }
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            let _ = tty.write_all(b"\n");
+            Err(Fail::new(exit::CANCELLED, "PIN entry cancelled"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(Fail::new(
+            exit::BAD_PIN,
+            "the text typed is not UTF-8, so not a PIN; nothing was sent to the card",
+        )),
         Err(e) => Err(Fail::new(
             exit::FAILURE,
-            format!("reading the terminal: {e}"),
+            format!("reading the terminal with echo off: {e}"),
         )),
     }
 }
@@ -251,16 +214,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_escaping() {
-        assert_eq!(json_str("a\"b\\c\nd\u{1}é"), "\"a\\\"b\\\\c\\nd\\u0001é\"");
-    }
-
-    #[test]
-    fn base64_padding() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    fn pem_lines() {
+        assert_eq!(
+            pem(b"foobar"),
+            "-----BEGIN CERTIFICATE-----\nZm9vYmFy\n-----END CERTIFICATE-----\n"
+        );
+        // 48 bytes make one full 64-column line; 49 bytes a second line with padding.
+        let p = pem(&[0xFB; 49]);
+        let lines: Vec<&str> = p.lines().collect();
+        assert_eq!(lines.len(), 4, "{p}");
+        assert_eq!(lines[1].len(), 64);
+        assert_eq!(lines[2], "+w==");
     }
 }
