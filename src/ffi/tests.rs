@@ -121,7 +121,7 @@ fn each_table_reports_its_version_in_get_info() {
             (info.cryptokiVersion.major, info.cryptokiVersion.minor),
             want
         );
-        assert_eq!(info.flags, 0);
+        assert_eq!({ info.flags }, 0);
         assert!(info.manufacturerID.iter().all(|c| *c != 0));
         assert!(info.libraryDescription.iter().all(|c| *c != 0));
     }
@@ -189,7 +189,7 @@ fn get_interface_list_two_call() {
     assert_eq!(n, 2);
     for (iface, want) in list.iter().zip([(3, 0), (2, 40)]) {
         assert_eq!(name_of(iface), b"PKCS 11");
-        assert_eq!(iface.flags, 0);
+        assert_eq!({ iface.flags }, 0);
         assert_eq!(version_of(iface), want);
     }
 }
