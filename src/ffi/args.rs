@@ -45,13 +45,23 @@ pub unsafe fn in_slice<'a, T>(ptr: *const T, len: CK_ULONG) -> CkResult<&'a [T]>
     if (ptr as usize) % align_of::<T>() != 0 {
         return Err(CkError::ArgumentsBad);
     }
-    match len.checked_mul(size_of::<T>()) {
-        Some(bytes) if bytes <= isize::MAX as usize => {}
-        _ => return Err(CkError::ArgumentsBad),
-    }
+    byte_len::<T>(len)?;
     // SAFETY: `ptr` is non-NULL and aligned, the byte size fits in isize, and the caller
     // guarantees `len` readable elements that stay unchanged for 'a.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// The byte size of `len` elements of `T`, if it is a valid slice size (at most `isize::MAX`),
+/// else `CKR_ARGUMENTS_BAD`.
+///
+/// Where `CK_ULONG` is as wide as `usize` (LP64: Linux, macOS) a caller's length can exceed it;
+/// on LLP64 (Windows, 32-bit `CK_ULONG`) no `CK_ULONG` count of elements can, and the check
+/// never fires: the length must then be vouched for by the caller, as the spec requires.
+pub fn byte_len<T>(len: usize) -> CkResult<usize> {
+    match len.checked_mul(size_of::<T>()) {
+        Some(bytes) if bytes <= isize::MAX as usize => Ok(bytes),
+        _ => Err(CkError::ArgumentsBad),
+    }
 }
 
 /// Like [`in_slice`], but a NULL pointer means "absent" (`None`) whatever the length: used for
@@ -389,9 +399,28 @@ mod tests {
         let misaligned =
             unsafe { in_slice(words.as_ptr().cast::<u8>().add(1).cast::<CK_ULONG>(), 1) };
         assert_eq!(misaligned, Err(CkError::ArgumentsBad));
-        // SAFETY: the length is rejected (byte size > isize::MAX) before any read.
-        let huge = unsafe { in_slice(words.as_ptr(), CK_ULONG::MAX) };
-        assert_eq!(huge, Err(CkError::ArgumentsBad));
+        // A huge length is refused before any read where CK_ULONG is as wide as usize (LP64).
+        // On LLP64 (Windows) CK_ULONG::MAX elements fit in isize: there is nothing to refuse,
+        // and calling in_slice with it would read past `words`, so only the size check runs.
+        if size_of::<CK_ULONG>() == size_of::<usize>() {
+            // SAFETY: the length is rejected (byte size > isize::MAX) before any read.
+            let huge = unsafe { in_slice(words.as_ptr(), CK_ULONG::MAX) };
+            assert_eq!(huge, Err(CkError::ArgumentsBad));
+        } else {
+            let max = ulong_to_usize(CK_ULONG::MAX).unwrap();
+            assert_eq!(byte_len::<CK_ULONG>(max), Ok(max * size_of::<CK_ULONG>()));
+        }
+    }
+
+    #[test]
+    fn byte_len_limits() {
+        let max = isize::MAX as usize;
+        assert_eq!(byte_len::<u8>(max), Ok(max));
+        assert_eq!(byte_len::<u8>(max + 1), Err(CkError::ArgumentsBad));
+        assert_eq!(byte_len::<u32>(max / 4), Ok(max / 4 * 4));
+        assert_eq!(byte_len::<u32>(max / 4 + 1), Err(CkError::ArgumentsBad));
+        assert_eq!(byte_len::<u64>(usize::MAX), Err(CkError::ArgumentsBad));
+        assert_eq!(byte_len::<CK_ATTRIBUTE>(0), Ok(0));
     }
 
     #[test]

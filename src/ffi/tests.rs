@@ -61,25 +61,43 @@ fn initialized() -> parking_lot::MutexGuard<'static, ()> {
 // Tables
 
 /// Reads the function-pointer slots of a function list as raw words (an `Option<fn>` is one
-/// pointer, NULL for `None`).
-fn slots<T>(table: &T) -> Vec<usize> {
-    // The version (2 bytes) is padded to pointer alignment; everything after is pointers.
-    let first = size_of::<usize>();
+/// pointer, NULL for `None`). `first` is the offset of the first slot: after the 2-byte version,
+/// padded to pointer alignment on Unix, right after it on Windows (packed structures).
+fn slots<T>(table: &T, first: usize) -> Vec<usize> {
     let n = (size_of::<T>() - first) / size_of::<usize>();
     assert_eq!(size_of::<T>(), first + n * size_of::<usize>());
     (0..n)
         .map(|i| {
-            // SAFETY: `table` is a repr(C) function list: word i+1 is the i-th Option<fn>
-            // slot, inside the struct and aligned.
-            unsafe { ptr::read((table as *const T).cast::<usize>().add(1 + i)) }
+            // SAFETY: `table` is a repr(C) function list: the i-th Option<fn> slot is at
+            // `first + i * size_of::<usize>()`, inside the struct; the read is unaligned.
+            unsafe {
+                ptr::read_unaligned(
+                    (table as *const T)
+                        .cast::<u8>()
+                        .add(first + i * size_of::<usize>())
+                        .cast::<usize>(),
+                )
+            }
         })
         .collect()
 }
 
 #[test]
 fn every_slot_of_both_tables_is_filled() {
-    let v2 = slots(&FUNCTION_LIST_2_40);
-    let v3 = slots(&FUNCTION_LIST_3_0);
+    let v2 = slots(
+        &FUNCTION_LIST_2_40,
+        std::mem::offset_of!(CK_FUNCTION_LIST, C_Initialize),
+    );
+    let v3 = slots(
+        &FUNCTION_LIST_3_0,
+        std::mem::offset_of!(CK_FUNCTION_LIST_3_0, C_Initialize),
+    );
+    let padded = if cfg!(windows) { 2 } else { size_of::<usize>() };
+    assert_eq!(
+        std::mem::offset_of!(CK_FUNCTION_LIST, C_Initialize),
+        padded,
+        "the slots start right after the version on Windows (packed), aligned elsewhere"
+    );
     assert_eq!(v2.len(), 68);
     assert_eq!(v3.len(), 92);
     assert!(v2.iter().all(|p| *p != 0), "a 2.40 slot is None");
