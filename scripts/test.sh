@@ -12,3 +12,5 @@ trap cleanup EXIT
 # target/debug/jpki, which the build step makes.
 cargo build --workspace --all-targets
 cargo test --workspace --all-targets -- --test-threads=1
+# Windows (the DLL, the in-process suite under Wine) and macOS (cargo check): scripts/cross.sh.
+scripts/cross.sh
