@@ -15,7 +15,7 @@ rustup target add "$win" aarch64-apple-darwin x86_64-apple-darwin >/dev/null 2>&
   rustup target add "$win" aarch64-apple-darwin x86_64-apple-darwin
 t0=$(date +%s)
 cargo build --lib --target "$win"
-dll=target/$win/debug/jpki_pkcs11.dll
+dll=${CARGO_TARGET_DIR:-target}/$win/debug/jpki_pkcs11.dll
 exports=$(x86_64-w64-mingw32-objdump -p "$dll" |
   sed -n '/\[Ordinal\/Name Pointer\] Table/,/^$/p' | sed -n 's/^[[:space:]]*\[ *[0-9]*\] //p' | sort | tr '\n' ' ')
 want="C_GetFunctionList C_GetInterface C_GetInterfaceList "
