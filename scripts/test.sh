@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, the module through the real pcscd against the virtual
 # My Number Card, pkcs11-tool and OpenSC's module, and the client applications end to end
-# (OpenSSL with the libp11 engine, OpenSSH, GnuTLS). Installs the Debian packages it needs.
+# (OpenSSL with the libp11 engine, OpenSSH, GnuTLS), then the Windows build and in-process tests
+# under Wine and the macOS checks (scripts/cross.sh). Installs the Debian packages it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
