@@ -641,3 +641,33 @@ fn panic_is_caught_and_poisons_until_reinitialized() {
     assert_eq!(unsafe { C_GetInfo(&mut info) }, CKR_OK);
     assert_eq!(finalize(), CKR_OK);
 }
+
+/// The ABI the suite runs on: LP64 (Linux, macOS: 64-bit `CK_ULONG`, natural alignment) or the
+/// Windows one (32-bit `CK_ULONG`, structures packed to 1 byte). Pins down that the Windows run
+/// under Wine really exercises the LLP64 layouts, which every other test then goes through.
+#[test]
+fn abi_layouts() {
+    use std::mem::offset_of;
+    if cfg!(windows) {
+        assert_eq!(size_of::<CK_ULONG>(), 4);
+        assert_eq!(size_of::<CK_ATTRIBUTE>(), 4 + 8 + 4);
+        assert_eq!(size_of::<CK_MECHANISM>(), 4 + 8 + 4);
+        assert_eq!(size_of::<CK_RSA_PKCS_PSS_PARAMS>(), 12);
+        assert_eq!(size_of::<CK_MECHANISM_INFO>(), 12);
+        assert_eq!(size_of::<CK_SESSION_INFO>(), 16);
+        assert_eq!(
+            offset_of!(CK_ATTRIBUTE, pValue),
+            4,
+            "no padding before pValue"
+        );
+        assert_eq!(offset_of!(CK_INFO, flags), 2 + 32);
+    } else {
+        assert_eq!(size_of::<CK_ULONG>(), size_of::<usize>());
+        assert_eq!(size_of::<CK_ATTRIBUTE>(), 3 * size_of::<usize>());
+        assert_eq!(size_of::<CK_RSA_PKCS_PSS_PARAMS>(), 3 * size_of::<usize>());
+        assert_eq!(offset_of!(CK_INFO, flags) % size_of::<usize>(), 0);
+    }
+    // Whatever the ABI, an attribute's CK_ULONG value is exactly one CK_ULONG wide.
+    let class = CKO_PRIVATE_KEY.to_ne_bytes();
+    assert_eq!(class.len(), size_of::<CK_ULONG>());
+}
