@@ -3,7 +3,7 @@
 //! hash) expect them.
 
 use super::session::with_session;
-use super::slot::card;
+use super::slot::bound_card;
 use super::RawMechanism;
 use crate::error::{CkError, CkResult};
 use crate::token::mechanism;
@@ -18,12 +18,12 @@ pub(super) struct DigestOp {
 }
 
 pub fn digest_init(h: CK_SESSION_HANDLE, m: &RawMechanism) -> CkResult<()> {
-    with_session(h, |_, s, _| {
-        if s.digest.is_some() {
+    with_session(h, |_, session, _| {
+        if session.digest.is_some() {
             return Err(CkError::OperationActive);
         }
         let alg = mechanism::parse_digest(m)?;
-        s.digest = Some(DigestOp {
+        session.digest = Some(DigestOp {
             alg,
             hasher: mechanism::Hasher::new(alg),
             multipart: false,
@@ -34,8 +34,9 @@ pub fn digest_init(h: CK_SESSION_HANDLE, m: &RawMechanism) -> CkResult<()> {
 
 /// The length of the active digest (known at `C_DigestInit`).
 pub fn digest_len(h: CK_SESSION_HANDLE) -> CkResult<usize> {
-    with_session(h, |_, s, _| {
-        s.digest
+    with_session(h, |_, session, _| {
+        session
+            .digest
             .as_ref()
             .map(|op| op.alg.output_len())
             .ok_or(CkError::OperationNotInitialized)
@@ -44,15 +45,18 @@ pub fn digest_len(h: CK_SESSION_HANDLE) -> CkResult<usize> {
 
 /// Ends the digest operation (the termination rule, as [`sign_abort`]).
 pub fn digest_abort(h: CK_SESSION_HANDLE) -> CkResult<()> {
-    with_session(h, |_, s, _| {
-        s.digest = None;
+    with_session(h, |_, session, _| {
+        session.digest = None;
         Ok(())
     })
 }
 
 pub fn digest(h: CK_SESSION_HANDLE, data: &[u8]) -> CkResult<Vec<u8>> {
-    with_session(h, |_, s, _| {
-        let mut op = s.digest.take().ok_or(CkError::OperationNotInitialized)?;
+    with_session(h, |_, session, _| {
+        let mut op = session
+            .digest
+            .take()
+            .ok_or(CkError::OperationNotInitialized)?;
         if op.multipart {
             return Err(CkError::OperationActive);
         }
@@ -62,8 +66,11 @@ pub fn digest(h: CK_SESSION_HANDLE, data: &[u8]) -> CkResult<Vec<u8>> {
 }
 
 pub fn digest_update(h: CK_SESSION_HANDLE, data: &[u8]) -> CkResult<()> {
-    with_session(h, |_, s, _| {
-        let op = s.digest.as_mut().ok_or(CkError::OperationNotInitialized)?;
+    with_session(h, |_, session, _| {
+        let op = session
+            .digest
+            .as_mut()
+            .ok_or(CkError::OperationNotInitialized)?;
         op.multipart = true;
         op.hasher.update(data);
         Ok(())
@@ -73,15 +80,15 @@ pub fn digest_update(h: CK_SESSION_HANDLE, data: &[u8]) -> CkResult<()> {
 /// `C_DigestKey`: the tokens have no secret key, and the value of an RSA key is not digested
 /// (`CKR_KEY_INDIGESTIBLE` for the key objects; the operation ends, as after a failed update).
 pub fn digest_key(h: CK_SESSION_HANDLE, key_handle: CK_OBJECT_HANDLE) -> CkResult<()> {
-    with_session(h, |e, s, r| {
-        if s.digest.is_none() {
+    with_session(h, |entry, session, reader| {
+        if session.digest.is_none() {
             return Err(CkError::OperationNotInitialized);
         }
-        s.digest = None;
-        let logged_in = card(r)?.is_logged_in(e.key);
-        match ObjectKind::from_handle(e.key, key_handle) {
+        session.digest = None;
+        let logged_in = bound_card(reader)?.is_logged_in(entry.key);
+        match ObjectKind::from_handle(entry.key, key_handle) {
             Some(obj @ (ObjectKind::PrivateKey | ObjectKind::PublicKey))
-                if obj.visible(e.key, logged_in) =>
+                if obj.visible(entry.key, logged_in) =>
             {
                 Err(CkError::KeyIndigestible)
             }
@@ -91,8 +98,11 @@ pub fn digest_key(h: CK_SESSION_HANDLE, key_handle: CK_OBJECT_HANDLE) -> CkResul
 }
 
 pub fn digest_final(h: CK_SESSION_HANDLE) -> CkResult<Vec<u8>> {
-    with_session(h, |_, s, _| {
-        let op = s.digest.take().ok_or(CkError::OperationNotInitialized)?;
+    with_session(h, |_, session, _| {
+        let op = session
+            .digest
+            .take()
+            .ok_or(CkError::OperationNotInitialized)?;
         Ok(op.hasher.finish())
     })
 }

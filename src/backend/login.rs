@@ -4,7 +4,7 @@
 
 use super::prompt::{ask_pin, pin_prompt};
 use super::session::{with_session, Session, SessionEntry};
-use super::slot::{card, card_error, Reader};
+use super::slot::{bound_card, card_error, Reader};
 use crate::card::jpki::{normalize_new_pin, normalize_pin, KeyPair, PinFormat, PinTries};
 use crate::error::{CkError, CkResult, Context};
 use crate::secret::SecretBuf;
@@ -53,19 +53,23 @@ fn checked_pin(key: KeyPair, pin: &[u8]) -> CkResult<SecretBuf> {
 
 /// What must hold for `C_Login(user_type)` in this session, before any PIN is asked for or sent.
 fn login_allowed(
-    e: &SessionEntry,
-    s: &Session,
-    r: &mut Reader,
+    entry: &SessionEntry,
+    session: &Session,
+    reader: &mut Reader,
     user_type: CK_USER_TYPE,
 ) -> CkResult<()> {
     match user_type {
         CKU_USER => {
-            if card(r)?.is_logged_in(e.key) {
+            if bound_card(reader)?.is_logged_in(entry.key) {
                 return Err(CkError::UserAlreadyLoggedIn);
             }
         }
         CKU_CONTEXT_SPECIFIC => {
-            if !s.sign.as_ref().is_some_and(|op| op.wants_context_login()) {
+            if !session
+                .sign
+                .as_ref()
+                .is_some_and(|op| op.wants_context_login())
+            {
                 return Err(CkError::OperationNotInitialized);
             }
         }
@@ -82,44 +86,46 @@ pub fn login(h: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: Option<&[u8]>) 
     let pin = match pin {
         Some(p) => p,
         None => {
-            let (program, text) = with_session(h, |e, s, r| {
-                login_allowed(e, s, r, user_type)?;
-                pin_prompt(r, e.key, user_type)
+            let (program, text) = with_session(h, |entry, session, reader| {
+                login_allowed(entry, session, reader, user_type)?;
+                pin_prompt(reader, entry.key, user_type)
             })?;
             asked = ask_pin(&program, &text)?;
             asked.as_slice()
         }
     };
-    with_session(h, |e, s, r| {
-        let key = e.key;
+    with_session(h, |entry, session, reader| {
+        let key = entry.key;
         // Again: the state may have changed while the pinentry was shown.
-        login_allowed(e, s, r, user_type)?;
+        login_allowed(entry, session, reader, user_type)?;
         let pin = checked_pin(key, pin)?;
-        let c = card(r)?;
-        if c.tries(key) == Some(PinTries::Blocked) {
+        let card = bound_card(reader)?;
+        if card.tries(key) == Some(PinTries::Blocked) {
             return Err(CkError::PinLocked);
         }
         if user_type == CKU_USER {
-            return c
+            return card
                 .login(key, pin)
-                .map_err(|err| card_error(r, err, Context::Login));
+                .map_err(|err| card_error(reader, err, Context::Login));
         }
         // CKU_CONTEXT_SPECIFIC. The per-signature password is the logged-in user's, which the
         // card accepted at C_Login: when it is the same, it is checked here, and presented to
         // the card inside the signing transaction only (3 APDUs fewer per signature). A
         // different password is verified on the card at once, so a wrong one is reported
         // here, not by C_Sign.
-        let same_as_held = c.held_pin(key).is_some_and(|held| same_secret(held, &pin));
+        let same_as_held = card
+            .held_pin(key)
+            .is_some_and(|held| same_secret(held, &pin));
         if !same_as_held {
-            if let Err(err) = c.verify_pin(key, &pin) {
+            if let Err(err) = card.verify_pin(key, &pin) {
                 // A failed per-signature login ends the signing operation: NSS presents the
                 // same wrong password again for as long as the operation lives, and each time
                 // would cost a try (5 tries: the key blocked by one mistyped export).
-                s.sign = None;
-                return Err(card_error(r, err, Context::Login));
+                session.sign = None;
+                return Err(card_error(reader, err, Context::Login));
             }
         }
-        if let Some(op) = s.sign.as_mut() {
+        if let Some(op) = session.sign.as_mut() {
             op.set_context_pin(pin);
         }
         Ok(())
@@ -127,9 +133,9 @@ pub fn login(h: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: Option<&[u8]>) 
 }
 
 pub fn logout(h: CK_SESSION_HANDLE) -> CkResult<()> {
-    with_session(h, |e, _, r| {
+    with_session(h, |entry, _, reader| {
         // The PIN and the signature certificate (personal data) are wiped.
-        if !card(r)?.logout(e.key) {
+        if !bound_card(reader)?.logout(entry.key) {
             return Err(CkError::UserNotLoggedIn);
         }
         Ok(())
@@ -137,8 +143,8 @@ pub fn logout(h: CK_SESSION_HANDLE) -> CkResult<()> {
 }
 
 pub fn set_pin(h: CK_SESSION_HANDLE, old: Option<&[u8]>, new: Option<&[u8]>) -> CkResult<()> {
-    with_session(h, |e, _, r| {
-        if !e.rw {
+    with_session(h, |entry, _, reader| {
+        if !entry.rw {
             return Err(CkError::SessionReadOnly);
         }
         let (old, new) = (
@@ -146,12 +152,12 @@ pub fn set_pin(h: CK_SESSION_HANDLE, old: Option<&[u8]>, new: Option<&[u8]>) -> 
             new.ok_or(CkError::ArgumentsBad)?,
         );
         // An old PIN of the wrong format cannot be right: refuse it without a try.
-        let old = checked_pin(e.key, old)?;
-        let new = checked_new_pin(e.key, new)?;
+        let old = checked_pin(entry.key, old)?;
+        let new = checked_new_pin(entry.key, new)?;
         // (A blocked PIN is refused by `change_pin` before the card sees it.)
         // A logged-in token holds the new PIN from now on.
-        card(r)?
-            .change_pin(e.key, &old, &new)
-            .map_err(|err| card_error(r, err, Context::Login))
+        bound_card(reader)?
+            .change_pin(entry.key, &old, &new)
+            .map_err(|err| card_error(reader, err, Context::Login))
     })
 }

@@ -2,7 +2,7 @@
 //! PIN: the texts are made under the reader lock (the tries left are read then), the program
 //! runs with no lock held.
 
-use super::slot::{card, card_error, Reader};
+use super::slot::{bound_card, card_error, Reader};
 use crate::card::jpki::{KeyPair, PinTries};
 use crate::error::{CkError, CkResult, Context};
 use cryptoki_sys::*;
@@ -19,7 +19,7 @@ pub(super) struct PromptText {
 /// (read with the empty VERIFY, which costs no try). Without a pinentry, a NULL PIN is
 /// `CKR_ARGUMENTS_BAD`; a locked PIN is refused before anything is shown.
 pub(super) fn pin_prompt(
-    r: &mut Reader,
+    reader: &mut Reader,
     key: KeyPair,
     user_type: CK_USER_TYPE,
 ) -> CkResult<(std::path::PathBuf, PromptText)> {
@@ -27,12 +27,12 @@ pub(super) fn pin_prompt(
         .pinentry
         .clone()
         .ok_or(CkError::ArgumentsBad)?;
-    let tries = match card(r)?.refresh_tries(key) {
+    let tries = match bound_card(reader)?.refresh_tries(key) {
         Ok(PinTries::Left(n)) if n > 0 => Some(n),
         // [uncertain] The card was found unlocked (and locked again): it did not tell the count.
         Ok(PinTries::Unknown) => None,
         Ok(_) => return Err(CkError::PinLocked),
-        Err(e) => return Err(card_error(r, e, Context::Read)),
+        Err(err) => return Err(card_error(reader, err, Context::Read)),
     };
     let (what, prompt) = match key {
         KeyPair::Auth => (

@@ -1,7 +1,7 @@
 //! `C_GenerateRandom` (the card's GET CHALLENGE) and `C_SeedRandom` (not supported).
 
 use super::session::{check_session, with_session};
-use super::slot::{card, card_error};
+use super::slot::{bound_card, card_error};
 use crate::error::{CkError, CkResult, Context};
 use cryptoki_sys::*;
 
@@ -20,9 +20,9 @@ pub fn generate_random(h: CK_SESSION_HANDLE, len: usize) -> CkResult<Vec<u8>> {
         check_session(h)?;
         return Err(CkError::ArgumentsBad);
     }
-    with_session(h, |_, _, r| match card(r)?.random(len) {
+    with_session(h, |_, _, reader| match bound_card(reader)?.random(len) {
         Ok(v) => Ok(v),
-        Err(err) => Err(card_error(r, err, Context::Read)),
+        Err(err) => Err(card_error(reader, err, Context::Read)),
     })
 }
 

@@ -6,7 +6,7 @@ use super::digest::DigestOp;
 use super::lifecycle::{module, module_mut};
 use super::object::FindOp;
 use super::sign::SignatureOp;
-use super::slot::{card, check_slot, exposed, reader_of_slot, refresh, Reader};
+use super::slot::{bound_card, check_slot, exposed, reader_of_slot, refresh, Reader};
 use crate::card::jpki::KeyPair;
 use crate::error::{CkError, CkResult};
 use cryptoki_sys::*;
@@ -50,13 +50,13 @@ pub(super) fn with_session<T>(
             m.system.clone(),
         )
     };
-    let mut s = entry.state.lock();
-    let mut r = entry.reader.lock();
-    refresh(&*system, &mut r);
-    if r.card.is_none() || r.generation != entry.generation {
+    let mut session = entry.state.lock();
+    let mut reader = entry.reader.lock();
+    refresh(&*system, &mut reader);
+    if reader.card.is_none() || reader.generation != entry.generation {
         return Err(CkError::SessionHandleInvalid);
     }
-    f(&entry, &mut s, &mut r)
+    f(&entry, &mut session, &mut reader)
 }
 
 pub fn check_session(h: CK_SESSION_HANDLE) -> CkResult<()> {
@@ -70,10 +70,10 @@ pub fn check_session(h: CK_SESSION_HANDLE) -> CkResult<()> {
 pub(super) fn live_sessions(slot: CK_SLOT_ID, generation: u64) -> CkResult<(CK_ULONG, CK_ULONG)> {
     let m = module()?;
     let (mut n, mut rw) = (0, 0);
-    for e in m.sessions.values() {
-        if e.slot == slot && e.generation == generation {
+    for entry in m.sessions.values() {
+        if entry.slot == slot && entry.generation == generation {
             n += 1;
-            if e.rw {
+            if entry.rw {
                 rw += 1;
             }
         }
@@ -87,16 +87,16 @@ pub fn open_session(slot: CK_SLOT_ID, flags: CK_FLAGS) -> CkResult<CK_SESSION_HA
         check_slot(slot)?;
         return Err(CkError::SessionParallelNotSupported);
     }
-    let (reader, system, key) = reader_of_slot(slot)?;
+    let (shared_reader, system, key) = reader_of_slot(slot)?;
     // The session is added with its reader locked, so that it cannot slip between a closing
     // session's count of the token's live sessions and the logout that count decides.
-    let mut r = reader.lock();
-    refresh(&*system, &mut r);
+    let mut reader = shared_reader.lock();
+    refresh(&*system, &mut reader);
     // [config] A token hidden by `tokens = [...]` is reported as absent.
-    if r.card.is_none() || !exposed(key) {
+    if reader.card.is_none() || !exposed(key) {
         return Err(CkError::TokenNotPresent);
     }
-    let generation = r.generation;
+    let generation = reader.generation;
     let mut m = module_mut()?;
     let h = m.next_session;
     // Handles are never reused; they must fit a 32-bit CK_ULONG too.
@@ -108,7 +108,7 @@ pub fn open_session(slot: CK_SLOT_ID, flags: CK_FLAGS) -> CkResult<CK_SESSION_HA
         h,
         SessionEntry {
             slot,
-            reader: reader.clone(),
+            reader: shared_reader.clone(),
             key,
             rw: flags & CKF_RW_SESSION != 0,
             generation,
@@ -121,12 +121,16 @@ pub fn open_session(slot: CK_SLOT_ID, flags: CK_FLAGS) -> CkResult<CK_SESSION_HA
 /// Ends the login of `slot`'s token when the card in the reader has no live session of that
 /// token left (a login ends with the last session of its token, PKCS#11 §5.6; sessions of a
 /// removed card do not keep it alive).
-fn logout_if_last(slot: CK_SLOT_ID, reader: &Arc<Mutex<Reader>>, key: KeyPair) -> CkResult<()> {
-    let mut r = reader.lock();
-    let (n, _) = live_sessions(slot, r.generation)?;
+fn logout_if_last(
+    slot: CK_SLOT_ID,
+    shared_reader: &Arc<Mutex<Reader>>,
+    key: KeyPair,
+) -> CkResult<()> {
+    let mut reader = shared_reader.lock();
+    let (n, _) = live_sessions(slot, reader.generation)?;
     if n == 0 {
-        if let Some(c) = r.card.as_mut() {
-            c.logout(key);
+        if let Some(card) = reader.card.as_mut() {
+            card.logout(key);
         }
     }
     Ok(())
@@ -141,26 +145,26 @@ pub fn close_session(h: CK_SESSION_HANDLE) -> CkResult<()> {
 }
 
 pub fn close_all_sessions(slot: CK_SLOT_ID) -> CkResult<()> {
-    let (reader, _, key) = reader_of_slot(slot)?;
-    module_mut()?.sessions.retain(|_, e| e.slot != slot);
-    logout_if_last(slot, &reader, key)
+    let (shared_reader, _, key) = reader_of_slot(slot)?;
+    module_mut()?.sessions.retain(|_, entry| entry.slot != slot);
+    logout_if_last(slot, &shared_reader, key)
 }
 
 pub fn get_session_info(h: CK_SESSION_HANDLE) -> CkResult<CK_SESSION_INFO> {
-    with_session(h, |e, _, r| {
-        let logged_in = card(r)?.is_logged_in(e.key);
-        let state = match (e.rw, logged_in) {
+    with_session(h, |entry, _, reader| {
+        let logged_in = bound_card(reader)?.is_logged_in(entry.key);
+        let state = match (entry.rw, logged_in) {
             (false, false) => CKS_RO_PUBLIC_SESSION,
             (false, true) => CKS_RO_USER_FUNCTIONS,
             (true, false) => CKS_RW_PUBLIC_SESSION,
             (true, true) => CKS_RW_USER_FUNCTIONS,
         };
         let mut flags = CKF_SERIAL_SESSION;
-        if e.rw {
+        if entry.rw {
             flags |= CKF_RW_SESSION;
         }
         Ok(CK_SESSION_INFO {
-            slotID: e.slot,
+            slotID: entry.slot,
             state,
             flags,
             ulDeviceError: 0,

@@ -4,7 +4,7 @@
 
 use super::object::{load_cert, op_key};
 use super::session::{with_session, Session, SessionEntry};
-use super::slot::{card, card_error, Reader};
+use super::slot::{bound_card, card_error, Reader};
 use super::token_info::pss_enabled;
 use super::RawMechanism;
 use crate::card::jpki::{KeyPair, PinTries};
@@ -84,16 +84,16 @@ impl SignatureOp {
 }
 
 /// The session's operation of `kind`.
-fn active(s: &mut Session, kind: Kind) -> &mut Option<SignatureOp> {
+fn active(session: &mut Session, kind: Kind) -> &mut Option<SignatureOp> {
     match kind {
-        Kind::Sign => &mut s.sign,
-        Kind::Verify => &mut s.verify,
+        Kind::Sign => &mut session.sign,
+        Kind::Verify => &mut session.verify,
     }
 }
 
 fn init(h: CK_SESSION_HANDLE, kind: Kind, m: &RawMechanism, o: CK_OBJECT_HANDLE) -> CkResult<()> {
-    with_session(h, |e, s, r| {
-        if active(s, kind).is_some() {
+    with_session(h, |entry, session, reader| {
+        if active(session, kind).is_some() {
             return Err(CkError::OperationActive);
         }
         let mech = mechanism::parse(m)?;
@@ -101,19 +101,19 @@ fn init(h: CK_SESSION_HANDLE, kind: Kind, m: &RawMechanism, o: CK_OBJECT_HANDLE)
             Kind::Sign => (
                 ObjectKind::PrivateKey,
                 Purpose::Sign {
-                    always_authenticate: e.key == KeyPair::Sign,
+                    always_authenticate: entry.key == KeyPair::Sign,
                     context_pin: None,
                 },
             ),
             Kind::Verify => (ObjectKind::PublicKey, Purpose::Verify),
         };
-        op_key(e, r, o, want)?;
+        op_key(entry, reader, o, want)?;
         // Verifying is on the host: PSS is verified whatever the card does.
-        if kind == Kind::Sign && mech.is_pss() && !pss_enabled(card(r)?) {
+        if kind == Kind::Sign && mech.is_pss() && !pss_enabled(bound_card(reader)?) {
             return Err(CkError::MechanismInvalid);
         }
-        let key = OpKey::of(&*load_cert(r, e.key, CertSource::KeyPair)?);
-        *active(s, kind) = Some(SignatureOp {
+        let key = OpKey::of(&*load_cert(reader, entry.key, CertSource::KeyPair)?);
+        *active(session, kind) = Some(SignatureOp {
             purpose,
             mech,
             input: Input::new(mech),
@@ -132,22 +132,22 @@ fn one_part<T>(
     data: &[u8],
     finish: impl FnOnce(&SessionEntry, &mut Reader, SignatureOp) -> CkResult<T>,
 ) -> CkResult<T> {
-    with_session(h, |e, s, r| {
-        let mut op = active(s, kind)
+    with_session(h, |entry, session, reader| {
+        let mut op = active(session, kind)
             .take()
             .ok_or(CkError::OperationNotInitialized)?;
         if op.multipart {
             return Err(CkError::OperationActive);
         }
         op.input.update(data)?;
-        finish(e, r, op)
+        finish(entry, reader, op)
     })
 }
 
 /// `C_SignUpdate`/`C_VerifyUpdate`. A failed update ends the operation.
 fn update(h: CK_SESSION_HANDLE, kind: Kind, data: &[u8]) -> CkResult<()> {
-    with_session(h, |_, s, _| {
-        let slot = active(s, kind);
+    with_session(h, |_, session, _| {
+        let slot = active(session, kind);
         let op = slot.as_mut().ok_or(CkError::OperationNotInitialized)?;
         op.multipart = true;
         if let Err(err) = op.input.update(data) {
@@ -164,22 +164,22 @@ fn last_part<T>(
     kind: Kind,
     finish: impl FnOnce(&SessionEntry, &mut Reader, SignatureOp) -> CkResult<T>,
 ) -> CkResult<T> {
-    with_session(h, |e, s, r| {
-        let op = active(s, kind)
+    with_session(h, |entry, session, reader| {
+        let op = active(session, kind)
             .take()
             .ok_or(CkError::OperationNotInitialized)?;
-        finish(e, r, op)
+        finish(entry, reader, op)
     })
 }
 
 /// Signs on the card, then verifies the signature with the certificate's key before returning
 /// it. A failed re-verification of the held PIN logs the token out: the PIN is never tried twice.
-fn finish_sign(e: &SessionEntry, r: &mut Reader, op: SignatureOp) -> CkResult<Vec<u8>> {
-    let key = e.key;
+fn finish_sign(entry: &SessionEntry, reader: &mut Reader, op: SignatureOp) -> CkResult<Vec<u8>> {
+    let key = entry.key;
     let sig_len = op.key.sig_len;
     let (mode, input) = op.mech.card_input(&op.input.finish(), sig_len)?;
-    let c = card(r)?;
-    let held = c.held_pin(key).ok_or(CkError::UserNotLoggedIn)?;
+    let card = bound_card(reader)?;
+    let held = card.held_pin(key).ok_or(CkError::UserNotLoggedIn)?;
     let pin = match op.purpose {
         Purpose::Sign {
             always_authenticate: true,
@@ -187,7 +187,7 @@ fn finish_sign(e: &SessionEntry, r: &mut Reader, op: SignatureOp) -> CkResult<Ve
         } => context_pin.ok_or(CkError::UserNotLoggedIn)?,
         _ => held.clone(),
     };
-    match c.sign(key, &pin, mode, &input, sig_len) {
+    match card.sign(key, &pin, mode, &input, sig_len) {
         Ok(sig) => {
             if op.mech.verify(&op.key.public_key, &input, &sig) {
                 return Ok(sig);
@@ -198,21 +198,21 @@ fn finish_sign(e: &SessionEntry, r: &mut Reader, op: SignatureOp) -> CkResult<Ve
             ));
             if op.mech.is_pss() {
                 // [uncertain] PSS parameters of a real card: stop offering PSS for this card.
-                c.pss_ok = false;
+                card.pss_ok = false;
             }
             Err(CkError::FunctionFailed)
         }
         Err(Error::Status(sw)) if PinTries::from_sw(sw).is_some() => {
             // The held PIN no longer works (changed or blocked elsewhere): forget it (a
             // logout).
-            c.logout(key);
+            card.logout(key);
             Err(Error::Status(sw).to_ck(Context::Sign))
         }
         Err(Error::Status(0x6A86)) if op.mech.is_pss() => {
-            c.pss_ok = false;
+            card.pss_ok = false;
             Err(CkError::MechanismInvalid)
         }
-        Err(err) => Err(card_error(r, err, Context::Sign)),
+        Err(err) => Err(card_error(reader, err, Context::Sign)),
     }
 }
 
@@ -237,16 +237,17 @@ pub fn sign_init(h: CK_SESSION_HANDLE, m: &RawMechanism, o: CK_OBJECT_HANDLE) ->
 /// Ends the signing operation without signing (the spec's termination rule for `C_Sign`,
 /// `C_SignUpdate` and `C_SignFinal` failing on their arguments).
 pub fn sign_abort(h: CK_SESSION_HANDLE) -> CkResult<()> {
-    with_session(h, |_, s, _| {
-        s.sign = None;
+    with_session(h, |_, session, _| {
+        session.sign = None;
         Ok(())
     })
 }
 
 /// The length of the signature the active signing operation makes.
 pub fn sign_len(h: CK_SESSION_HANDLE) -> CkResult<usize> {
-    with_session(h, |_, s, _| {
-        s.sign
+    with_session(h, |_, session, _| {
+        session
+            .sign
             .as_ref()
             .map(|op| op.key.sig_len)
             .ok_or(CkError::OperationNotInitialized)

@@ -56,35 +56,35 @@ pub(super) fn add_readers(m: &mut Module, names: Vec<String>) {
 
 /// Brings `reader` up to date with the reader's state: unbinds a card that was removed (or
 /// replaced), binds a newly inserted My Number Card.
-pub(super) fn refresh(system: &dyn CardSystem, r: &mut Reader) {
-    let status = system.reader_status(&r.name);
-    if r.card.is_some() && (!status.present || status.events != r.events) {
-        if let Some(card) = r.card.take() {
+pub(super) fn refresh(system: &dyn CardSystem, reader: &mut Reader) {
+    let status = system.reader_status(&reader.name);
+    if reader.card.is_some() && (!status.present || status.events != reader.events) {
+        if let Some(card) = reader.card.take() {
             card.disconnect();
         }
     }
-    if status.present && r.card.is_none() && r.unrecognized != Some(status.events) {
-        match system.connect(&r.name).and_then(BoundCard::bind) {
+    if status.present && reader.card.is_none() && reader.unrecognized != Some(status.events) {
+        match system.connect(&reader.name).and_then(BoundCard::bind) {
             Ok(card) => {
-                r.card = Some(card);
-                r.events = status.events;
-                r.generation += 1;
-                r.unrecognized = None;
+                reader.card = Some(card);
+                reader.events = status.events;
+                reader.generation += 1;
+                reader.unrecognized = None;
             }
-            Err(Error::NotJpki) => r.unrecognized = Some(status.events),
-            Err(e) => crate::log::debug(format_args!("binding the card failed: {e}")),
+            Err(Error::NotJpki) => reader.unrecognized = Some(status.events),
+            Err(err) => crate::log::debug(format_args!("binding the card failed: {err}")),
         }
     }
 }
 
 /// Handles a card error inside a call: a removed card is unbound (its sessions become invalid).
-pub(super) fn card_error(r: &mut Reader, e: Error, ctx: Context) -> CkError {
-    if matches!(e, Error::CardRemoved | Error::NoCard | Error::NoService) {
-        if let Some(card) = r.card.take() {
+pub(super) fn card_error(reader: &mut Reader, err: Error, ctx: Context) -> CkError {
+    if matches!(err, Error::CardRemoved | Error::NoCard | Error::NoService) {
+        if let Some(card) = reader.card.take() {
             card.disconnect();
         }
     }
-    e.to_ck(ctx)
+    err.to_ck(ctx)
 }
 
 /// A slot's reader, the card system, and which token of the card the slot is.
@@ -93,8 +93,8 @@ type SlotParts = (Arc<Mutex<Reader>>, Arc<dyn CardSystem>, KeyPair);
 pub(super) fn reader_of_slot(slot: CK_SLOT_ID) -> CkResult<SlotParts> {
     let m = module()?;
     let (i, key) = slot_parts(slot);
-    let reader = m.readers.get(i).ok_or(CkError::SlotIdInvalid)?.clone();
-    Ok((reader, m.system.clone(), key))
+    let shared_reader = m.readers.get(i).ok_or(CkError::SlotIdInvalid)?.clone();
+    Ok((shared_reader, m.system.clone(), key))
 }
 
 /// Runs `f` on the bound card of `slot`'s reader (refreshed first).
@@ -102,19 +102,19 @@ pub(super) fn with_slot_card<T>(
     slot: CK_SLOT_ID,
     f: impl FnOnce(&mut Reader, KeyPair) -> CkResult<T>,
 ) -> CkResult<T> {
-    let (reader, system, key) = reader_of_slot(slot)?;
-    let mut r = reader.lock();
-    refresh(&*system, &mut r);
+    let (shared_reader, system, key) = reader_of_slot(slot)?;
+    let mut reader = shared_reader.lock();
+    refresh(&*system, &mut reader);
     // [config] A token hidden by `tokens = [...]` is reported as absent.
-    if r.card.is_none() || !exposed(key) {
+    if reader.card.is_none() || !exposed(key) {
         return Err(CkError::TokenNotPresent);
     }
-    f(&mut r, key)
+    f(&mut reader, key)
 }
 
 /// The card bound in the reader (gone: `CKR_DEVICE_REMOVED`).
-pub(super) fn card(r: &mut Reader) -> CkResult<&mut BoundCard> {
-    r.card.as_mut().ok_or(CkError::DeviceRemoved)
+pub(super) fn bound_card(reader: &mut Reader) -> CkResult<&mut BoundCard> {
+    reader.card.as_mut().ok_or(CkError::DeviceRemoved)
 }
 
 pub fn check_slot(slot: CK_SLOT_ID) -> CkResult<()> {
@@ -131,11 +131,11 @@ pub fn get_slot_list(token_present: bool) -> CkResult<Vec<CK_SLOT_ID>> {
         m.readers.clone()
     };
     let mut slots = Vec::with_capacity(readers.len() * 2);
-    for (i, reader) in readers.iter().enumerate() {
+    for (i, shared_reader) in readers.iter().enumerate() {
         let present = if token_present {
-            let mut r = reader.lock();
-            refresh(&*system, &mut r);
-            r.card.is_some()
+            let mut reader = shared_reader.lock();
+            refresh(&*system, &mut reader);
+            reader.card.is_some()
         } else {
             true
         };
@@ -150,19 +150,19 @@ pub fn get_slot_list(token_present: bool) -> CkResult<Vec<CK_SLOT_ID>> {
 }
 
 pub fn get_slot_info(slot: CK_SLOT_ID) -> CkResult<CK_SLOT_INFO> {
-    let (reader, system, key) = reader_of_slot(slot)?;
-    let mut r = reader.lock();
-    refresh(&*system, &mut r);
+    let (shared_reader, system, key) = reader_of_slot(slot)?;
+    let mut reader = shared_reader.lock();
+    refresh(&*system, &mut reader);
     let what = match key {
         KeyPair::Auth => "Authentication",
         KeyPair::Sign => "Signature",
     };
     let mut flags = CKF_REMOVABLE_DEVICE | CKF_HW_SLOT;
-    if r.card.is_some() && exposed(key) {
+    if reader.card.is_some() && exposed(key) {
         flags |= CKF_TOKEN_PRESENT;
     }
     Ok(CK_SLOT_INFO {
-        slotDescription: padded(&format!("{} ({what})", r.name)),
+        slotDescription: padded(&format!("{} ({what})", reader.name)),
         manufacturerID: padded("PC/SC"),
         flags,
         hardwareVersion: CK_VERSION { major: 0, minor: 0 },

@@ -2,7 +2,7 @@
 //! mechanism list.
 
 use super::session::live_sessions;
-use super::slot::{card, card_error, with_slot_card};
+use super::slot::{bound_card, card_error, with_slot_card};
 use crate::card::jpki::{KeyPair, PinTries};
 use crate::error::{CkError, CkResult, Context};
 use crate::token::mechanism;
@@ -39,15 +39,15 @@ fn pin_flags(key: KeyPair, tries: Option<PinTries>) -> CK_FLAGS {
 }
 
 pub fn get_token_info(slot: CK_SLOT_ID) -> CkResult<CK_TOKEN_INFO> {
-    with_slot_card(slot, |r, key| {
-        let (sessions, rw_sessions) = live_sessions(slot, r.generation)?;
-        let c = card(r)?;
-        let tries = c.refresh_tries(key);
+    with_slot_card(slot, |reader, key| {
+        let (sessions, rw_sessions) = live_sessions(slot, reader.generation)?;
+        let card = bound_card(reader)?;
+        let tries = card.refresh_tries(key);
         let tries = match tries {
             Ok(t) => t,
-            Err(e) => return Err(card_error(r, e, Context::Read)),
+            Err(err) => return Err(card_error(reader, err, Context::Read)),
         };
-        let c = card(r)?;
+        let card = bound_card(reader)?;
         let flags = CKF_RNG
             | CKF_WRITE_PROTECTED
             | CKF_LOGIN_REQUIRED
@@ -64,7 +64,7 @@ pub fn get_token_info(slot: CK_SLOT_ID) -> CkResult<CK_TOKEN_INFO> {
             label: padded(token_label(key)),
             manufacturerID: padded("J-LIS"),
             model: padded("My Number Card"),
-            serialNumber: padded(&c.serial),
+            serialNumber: padded(&card.serial),
             flags,
             ulMaxSessionCount: CK_EFFECTIVELY_INFINITE,
             ulSessionCount: sessions,
@@ -84,28 +84,28 @@ pub fn get_token_info(slot: CK_SLOT_ID) -> CkResult<CK_TOKEN_INFO> {
 }
 
 /// The mechanisms of a card's tokens (PSS only while it works on this card).
-fn mechanisms(c: &BoundCard) -> Vec<CK_MECHANISM_TYPE> {
+fn mechanisms(card: &BoundCard) -> Vec<CK_MECHANISM_TYPE> {
     mechanism::ALL
         .iter()
         .copied()
-        .filter(|m| pss_enabled(c) || !mechanism::is_pss(*m))
+        .filter(|m| pss_enabled(card) || !mechanism::is_pss(*m))
         .chain(mechanism::DIGESTS)
         .collect()
 }
 
 /// Whether RSA-PSS is offered for this card: not refused by the card (`pss_ok`, automatic) and
 /// not switched off by the user (`pss = false` in the configuration file).
-pub(super) fn pss_enabled(c: &BoundCard) -> bool {
-    c.pss_ok && crate::config::get().pss
+pub(super) fn pss_enabled(card: &BoundCard) -> bool {
+    card.pss_ok && crate::config::get().pss
 }
 
 pub fn get_mechanism_list(slot: CK_SLOT_ID) -> CkResult<Vec<CK_MECHANISM_TYPE>> {
-    with_slot_card(slot, |r, _| Ok(mechanisms(card(r)?)))
+    with_slot_card(slot, |reader, _| Ok(mechanisms(bound_card(reader)?)))
 }
 
 pub fn get_mechanism_info(slot: CK_SLOT_ID, ty: CK_MECHANISM_TYPE) -> CkResult<CK_MECHANISM_INFO> {
-    with_slot_card(slot, |r, _| {
-        if !mechanisms(card(r)?).contains(&ty) {
+    with_slot_card(slot, |reader, _| {
+        if !mechanisms(bound_card(reader)?).contains(&ty) {
             return Err(CkError::MechanismInvalid);
         }
         mechanism::info(ty)
