@@ -16,7 +16,7 @@
 //! the wrong type never stops the module: the problem is recorded in [`Config::problems`] (logged
 //! at warning level when logging starts) and the key keeps its earlier (or default) value.
 
-use crate::card::jpki::KeyRef;
+use crate::card::jpki::KeyPair;
 pub use crate::log::{LogFile, LogLevel};
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
@@ -61,10 +61,10 @@ impl Default for Config {
 
 impl Config {
     /// Whether the module shows `key`'s token.
-    pub fn exposes(&self, key: KeyRef) -> bool {
+    pub fn exposes(&self, key: KeyPair) -> bool {
         match key {
-            KeyRef::Auth => self.expose_auth,
-            KeyRef::Sign => self.expose_sign,
+            KeyPair::Auth => self.expose_auth,
+            KeyPair::Sign => self.expose_sign,
         }
     }
 

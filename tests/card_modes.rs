@@ -1,5 +1,5 @@
 //! The real card's unconfirmed behaviours (virtual card modes, `jpki virtual-card --fault`)
-//! through the real pcscd: the PC/SC side of `src/unconfirmed_tests.rs`.
+//! through the real pcscd: the PC/SC side of `src/backend/tests/unconfirmed.rs`.
 //!
 //! When the card cannot be locked by leaving the JPKI application, the module ends its
 //! transaction with `SCARD_UNPOWER_CARD`: pcsc-lite powers the card down and up *before* it

@@ -3,7 +3,7 @@
 
 use crate::cli::{CertExportArgs, CertName, PinChangeArgs, PinName, StatusArgs};
 use crate::util::{exit, pem, read_secret, Fail, PinReader, PinSource};
-use jpki_pkcs11::card::jpki::{self, normalize_pin, KeyRef, PinFormat, PinTries};
+use jpki_pkcs11::card::jpki::{self, normalize_pin, KeyPair, PinFormat, PinTries};
 use jpki_pkcs11::card::pcsc::PcscSystem;
 use jpki_pkcs11::card::CardSystem;
 use jpki_pkcs11::error::Error;
@@ -16,10 +16,10 @@ use zeroize::Zeroizing;
 
 const LOCKED_HINT: &str = "only a municipal office (市区町村の窓口) can unlock it";
 
-fn key_name(key: KeyRef) -> &'static str {
+fn key_name(key: KeyPair) -> &'static str {
     match key {
-        KeyRef::Auth => "user authentication PIN",
-        KeyRef::Sign => "digital signature password",
+        KeyPair::Auth => "user authentication PIN",
+        KeyPair::Sign => "digital signature password",
     }
 }
 
@@ -124,7 +124,7 @@ fn card_fail(e: Error) -> Fail {
 
 /// Reads the tries left (the empty VERIFY uses no try), as text ("3 of 5 tries left"); fails if
 /// the PIN is locked.
-fn tries_or_locked(card: &mut BoundCard, key: KeyRef) -> Result<String, Fail> {
+fn tries_or_locked(card: &mut BoundCard, key: KeyPair) -> Result<String, Fail> {
     match card.refresh_tries(key).map_err(card_fail)? {
         PinTries::Left(n) if n > 0 => Ok(format!("{n} of {} tries left", key.max_tries())),
         // [uncertain] The card was found unlocked (the module locked it again) and did not
@@ -138,8 +138,8 @@ fn tries_or_locked(card: &mut BoundCard, key: KeyRef) -> Result<String, Fail> {
 }
 
 /// The result of presenting a PIN, as a failure with the tries left.
-fn pin_fail(card: &BoundCard, key: KeyRef, e: Error) -> Fail {
-    match (&e, card.token(key).tries) {
+fn pin_fail(card: &BoundCard, key: KeyPair, e: Error) -> Fail {
+    match (&e, card.tries(key)) {
         (Error::Status(_), Some(PinTries::Blocked | PinTries::Left(0))) => Fail::new(
             exit::PIN_LOCKED,
             format!("wrong {}: it is now locked; {LOCKED_HINT}", key_name(key)),
@@ -158,24 +158,24 @@ fn pin_fail(card: &BoundCard, key: KeyRef, e: Error) -> Fail {
 
 /// Checks a PIN's format (nothing is sent for a malformed one). A `new` PIN must also follow
 /// the rules for setting one (a signature password mixes letters and digits).
-fn checked(key: KeyRef, pin: &[u8], which: &str) -> Result<Zeroizing<Vec<u8>>, Fail> {
+fn checked(key: KeyPair, pin: &[u8], which: &str) -> Result<Zeroizing<Vec<u8>>, Fail> {
     checked_as(key, pin, which, normalize_pin)
 }
 
-fn checked_new(key: KeyRef, pin: &[u8], which: &str) -> Result<Zeroizing<Vec<u8>>, Fail> {
+fn checked_new(key: KeyPair, pin: &[u8], which: &str) -> Result<Zeroizing<Vec<u8>>, Fail> {
     checked_as(key, pin, which, jpki::normalize_new_pin)
 }
 
 fn checked_as(
-    key: KeyRef,
+    key: KeyPair,
     pin: &[u8],
     which: &str,
-    rule: fn(KeyRef, &[u8]) -> Result<Vec<u8>, PinFormat>,
+    rule: fn(KeyPair, &[u8]) -> Result<Vec<u8>, PinFormat>,
 ) -> Result<Zeroizing<Vec<u8>>, Fail> {
     rule(key, pin).map(Zeroizing::new).map_err(|f| {
         let rule = match key {
-            KeyRef::Auth => "exactly 4 digits",
-            KeyRef::Sign => "6 to 16 letters A-Z and digits, mixing both when it is set",
+            KeyPair::Auth => "exactly 4 digits",
+            KeyPair::Sign => "6 to 16 letters A-Z and digits, mixing both when it is set",
         };
         let why = match f {
             PinFormat::Length => "has the wrong length",
@@ -192,10 +192,10 @@ fn checked_as(
     })
 }
 
-fn key_of(pin: PinName) -> KeyRef {
+fn key_of(pin: PinName) -> KeyPair {
     match pin {
-        PinName::Auth => KeyRef::Auth,
-        PinName::Sign => KeyRef::Sign,
+        PinName::Auth => KeyPair::Auth,
+        PinName::Sign => KeyPair::Sign,
     }
 }
 
@@ -315,7 +315,7 @@ fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain structs serialize")
 }
 
-fn tries_text(t: Result<PinTries, Error>, key: KeyRef) -> (String, Option<TriesJson>) {
+fn tries_text(t: Result<PinTries, Error>, key: KeyPair) -> (String, Option<TriesJson>) {
     let max_tries = key.max_tries();
     match t {
         Ok(PinTries::Left(n)) if n > 0 => (
@@ -413,16 +413,16 @@ pub fn status(args: StatusArgs) -> Result<u8, Fail> {
                 human.push_str(&format!("  Card: {kind} ({id})\n"));
                 obj.token = Some(id);
                 obj.token_type = Some(kind);
-                for key in [KeyRef::Auth, KeyRef::Sign] {
+                for key in [KeyPair::Auth, KeyPair::Sign] {
                     let (h, j) = tries_text(card.refresh_tries(key), key);
                     let (label, field) = match key {
-                        KeyRef::Auth => ("User authentication PIN", &mut obj.auth_pin),
-                        KeyRef::Sign => ("Digital signature password", &mut obj.sign_pin),
+                        KeyPair::Auth => ("User authentication PIN", &mut obj.auth_pin),
+                        KeyPair::Sign => ("Digital signature password", &mut obj.sign_pin),
                     };
                     human.push_str(&format!("  {label}: {h}\n"));
                     *field = Some(j);
                 }
-                match card.cert(KeyRef::Auth, None) {
+                match card.cert(KeyPair::Auth, None) {
                     Ok(c) => {
                         let (subject, until) = describe(c.der());
                         human.push_str(&format!(
@@ -438,13 +438,13 @@ pub fn status(args: StatusArgs) -> Result<u8, Fail> {
                 if want_sign && !sign_done {
                     // Personal data: only with the signature password, for the first card only.
                     sign_done = true;
-                    let tries = tries_or_locked(&mut card, KeyRef::Sign)?;
+                    let tries = tries_or_locked(&mut card, KeyPair::Sign)?;
                     eprintln!("Digital signature password: {tries}");
                     let pw = read_secret(pw_file.as_deref(), "Digital signature password: ")?;
-                    let pw = checked(KeyRef::Sign, &pw, "password")?;
+                    let pw = checked(KeyPair::Sign, &pw, "password")?;
                     let c = card
-                        .cert(KeyRef::Sign, Some(&pw))
-                        .map_err(|e| pin_fail(&card, KeyRef::Sign, e))?;
+                        .cert(KeyPair::Sign, Some(&pw))
+                        .map_err(|e| pin_fail(&card, KeyPair::Sign, e))?;
                     let (subject, until) = describe(c.der());
                     human.push_str(&format!(
                         "  Signature certificate: {subject}\n    valid until {until}\n"
@@ -482,16 +482,16 @@ pub fn cert_export(args: CertExportArgs) -> Result<u8, Fail> {
     let sys = PcscSystem::new();
     let (_, mut card) = pick_card(&sys, reader.as_deref())?;
     let cert = match which {
-        CertName::Auth => card.cert(KeyRef::Auth, None).map_err(card_fail),
-        CertName::AuthCa => card.ca_cert(KeyRef::Auth).map_err(card_fail),
-        CertName::SignCa => card.ca_cert(KeyRef::Sign).map_err(card_fail),
+        CertName::Auth => card.cert(KeyPair::Auth, None).map_err(card_fail),
+        CertName::AuthCa => card.ca_cert(KeyPair::Auth).map_err(card_fail),
+        CertName::SignCa => card.ca_cert(KeyPair::Sign).map_err(card_fail),
         CertName::Sign => (|| {
-            let tries = tries_or_locked(&mut card, KeyRef::Sign)?;
+            let tries = tries_or_locked(&mut card, KeyPair::Sign)?;
             eprintln!("Digital signature password: {tries}");
             let pw = read_secret(pw_file.as_deref(), "Digital signature password: ")?;
-            let pw = checked(KeyRef::Sign, &pw, "password")?;
-            card.cert(KeyRef::Sign, Some(&pw))
-                .map_err(|e| pin_fail(&card, KeyRef::Sign, e))
+            let pw = checked(KeyPair::Sign, &pw, "password")?;
+            card.cert(KeyPair::Sign, Some(&pw))
+                .map_err(|e| pin_fail(&card, KeyPair::Sign, e))
         })(),
     };
     let cert = match cert {
@@ -558,8 +558,8 @@ pub fn pin_change(args: PinChangeArgs) -> Result<u8, Fail> {
     let res = (|| {
         let tries = tries_or_locked(&mut card, key)?;
         let what = match key {
-            KeyRef::Auth => "PIN",
-            KeyRef::Sign => "password",
+            KeyPair::Auth => "PIN",
+            KeyPair::Sign => "password",
         };
         eprintln!("Reader {rname}: {}: {tries}", key_name(key));
         let mut pins = PinReader::new(&src, "--pin-file FILE or --stdin")?;

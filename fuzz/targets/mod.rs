@@ -17,9 +17,9 @@
 #![allow(dead_code)]
 
 use cryptoki_sys::*;
-use jpki_pkcs11::api::{self, MechParams, Mechanism, PssParams};
+use jpki_pkcs11::backend::{self, MechanismParams, PssParams, RawMechanism};
 use jpki_pkcs11::card::inproc::InProcSystem;
-use jpki_pkcs11::card::jpki::{self, KeyRef, SignMode};
+use jpki_pkcs11::card::jpki::{self, KeyPair, SignMode};
 use jpki_pkcs11::card::{CardChannel, Transaction};
 use jpki_pkcs11::error::Error;
 use jpki_pkcs11::token::cert::{serial_from_head, Cert};
@@ -175,11 +175,11 @@ pub fn apdu_responses(data: &[u8]) {
     assert!(card.serial.len() <= 16);
     for &op in ops {
         let key = if op & 1 == 0 {
-            KeyRef::Auth
+            KeyPair::Auth
         } else {
-            KeyRef::Sign
+            KeyPair::Sign
         };
-        let pin: &[u8] = if key == KeyRef::Auth {
+        let pin: &[u8] = if key == KeyPair::Auth {
             b"1234"
         } else {
             b"JPKITEST1"
@@ -326,7 +326,7 @@ struct Pending {
 
 pub fn pkcs11_calls(data: &[u8]) {
     let _g = CALLS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let _ = api::finalize();
+    let _ = backend::finalize();
     let sys = InProcSystem::new(&["Fuzz Reader 00"]);
     let cards = [
         Arc::new(parking_lot::Mutex::new(VirtualCard::in_memory())),
@@ -334,9 +334,9 @@ pub fn pkcs11_calls(data: &[u8]) {
     ];
     let mut current = Some(0usize);
     sys.insert_shared(0, cards[0].clone());
-    jpki_pkcs11::state::use_card_system(Some(sys.clone()));
-    api::initialize().expect("initialize");
-    let _ = api::get_slot_list(false);
+    jpki_pkcs11::backend::use_card_system(Some(sys.clone()));
+    backend::initialize().expect("initialize");
+    let _ = backend::get_slot_list(false);
     let mut sessions: Vec<CK_SESSION_HANDLE> = Vec::new();
     let mut slot_of: HashMap<CK_SESSION_HANDLE, CK_SLOT_ID> = HashMap::new();
     let mut pending: HashMap<CK_SESSION_HANDLE, Pending> = HashMap::new();
@@ -356,16 +356,16 @@ pub fn pkcs11_calls(data: &[u8]) {
         let slot = CK_SLOT_ID::from(arg % 3);
         match op % 24 {
             0 => {
-                if let Ok(s) = api::open_session(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION) {
+                if let Ok(s) = backend::open_session(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION) {
                     sessions.push(s);
                     slot_of.insert(s, slot);
                 }
             }
             1 => {
-                let _ = api::close_session(h);
+                let _ = backend::close_session(h);
             }
             2 => {
-                let _ = api::close_all_sessions(slot);
+                let _ = backend::close_all_sessions(slot);
             }
             3 => {
                 let pin: &[u8] = match (slot_of.get(&h), arg & 0x40 != 0) {
@@ -373,7 +373,7 @@ pub fn pkcs11_calls(data: &[u8]) {
                     (Some(1), _) => b"JPKITEST1",
                     _ => b"1234",
                 };
-                let _ = api::login(h, CKU_USER, Some(pin));
+                let _ = backend::login(h, CKU_USER, Some(pin));
             }
             4 => {
                 let pin: &[u8] = if arg & 0x40 != 0 {
@@ -381,10 +381,10 @@ pub fn pkcs11_calls(data: &[u8]) {
                 } else {
                     b"JPKITEST1"
                 };
-                let _ = api::login(h, CKU_CONTEXT_SPECIFIC, Some(pin));
+                let _ = backend::login(h, CKU_CONTEXT_SPECIFIC, Some(pin));
             }
             5 => {
-                let _ = api::logout(h);
+                let _ = backend::logout(h);
             }
             6 => {
                 let class =
@@ -394,13 +394,13 @@ pub fn pkcs11_calls(data: &[u8]) {
                 } else {
                     vec![(CKA_CLASS, class.to_ne_bytes().to_vec())]
                 };
-                let _ = api::find_objects_init(h, t);
-                let _ = api::find_objects(h, usize::from(arg % 7));
-                let _ = api::find_objects_final(h);
+                let _ = backend::find_objects_init(h, t);
+                let _ = backend::find_objects(h, usize::from(arg % 7));
+                let _ = backend::find_objects_final(h);
             }
             7 => {
                 let o = CK_OBJECT_HANDLE::from(arg % 12);
-                let _ = api::get_attribute_value(
+                let _ = backend::get_attribute_value(
                     h,
                     o,
                     &[
@@ -421,21 +421,21 @@ pub fn pkcs11_calls(data: &[u8]) {
                     CKM_RSA_PKCS_PSS,
                 ][usize::from(arg) % 4];
                 let params = if mechanism_is_pss(mech) {
-                    MechParams::Pss(PssParams {
+                    MechanismParams::Pss(PssParams {
                         hash_alg: CKM_SHA256,
                         mgf: CKG_MGF1_SHA256,
                         s_len: 32,
                     })
                 } else {
-                    MechParams::None
+                    MechanismParams::None
                 };
-                let m = Mechanism {
+                let m = RawMechanism {
                     mechanism: mech,
                     params,
                 };
                 let key: CK_OBJECT_HANDLE =
                     [3, 13, 3, 13, 2, 12, 1, 0x7777][usize::from(arg >> 4) % 8];
-                if api::sign_init(h, &m, key).is_ok() {
+                if backend::sign_init(h, &m, key).is_ok() {
                     pending.insert(
                         h,
                         Pending {
@@ -448,7 +448,7 @@ pub fn pkcs11_calls(data: &[u8]) {
             }
             10 | 11 => {
                 let input = sign_input(pending.get(&h).map(|p| p.mech), arg);
-                let r = api::sign(h, &input);
+                let r = backend::sign(h, &input);
                 if let Some(mut p) = pending.remove(&h) {
                     if let Ok(sig) = r {
                         p.data = input;
@@ -460,7 +460,7 @@ pub fn pkcs11_calls(data: &[u8]) {
             }
             12 => {
                 let part = vec![arg; usize::from(arg % 40)];
-                match api::sign_update(h, &part) {
+                match backend::sign_update(h, &part) {
                     Ok(()) => {
                         if let Some(p) = pending.get_mut(&h) {
                             p.data.extend_from_slice(&part);
@@ -472,7 +472,7 @@ pub fn pkcs11_calls(data: &[u8]) {
                 }
             }
             13 => {
-                let r = api::sign_final(h);
+                let r = backend::sign_final(h);
                 if let Some(p) = pending.remove(&h) {
                     if let Ok(sig) = r {
                         check_sig(&cards, current, &p, &sig);
@@ -480,11 +480,11 @@ pub fn pkcs11_calls(data: &[u8]) {
                 }
             }
             14 => {
-                let _ = api::get_token_info(slot);
-                let _ = api::get_mechanism_list(slot);
+                let _ = backend::get_token_info(slot);
+                let _ = backend::get_mechanism_list(slot);
             }
             15 => {
-                if let Ok(r) = api::generate_random(h, usize::from(arg)) {
+                if let Ok(r) = backend::generate_random(h, usize::from(arg)) {
                     assert_eq!(r.len(), usize::from(arg));
                 }
             }
@@ -515,15 +515,15 @@ pub fn pkcs11_calls(data: &[u8]) {
                 }
             }
             21 => {
-                let _ = api::get_session_info(h);
-                let _ = api::sign_abort(h);
+                let _ = backend::get_session_info(h);
+                let _ = backend::sign_abort(h);
                 pending.remove(&h);
             }
             22 => {
-                let _ = api::get_slot_list(arg & 1 == 0);
+                let _ = backend::get_slot_list(arg & 1 == 0);
             }
             _ => {
-                let _ = api::set_pin(h, Some(b"1234"), Some(b"1234"));
+                let _ = backend::set_pin(h, Some(b"1234"), Some(b"1234"));
             }
         }
         // A pulled card (fault) is out of the reader: note it.
@@ -539,8 +539,8 @@ pub fn pkcs11_calls(data: &[u8]) {
             );
         }
     }
-    let _ = api::finalize();
-    jpki_pkcs11::state::use_card_system(None);
+    let _ = backend::finalize();
+    jpki_pkcs11::backend::use_card_system(None);
 }
 
 fn mechanism_is_pss(m: CK_MECHANISM_TYPE) -> bool {

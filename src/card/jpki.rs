@@ -19,62 +19,62 @@ pub const MAX_CERT_LEN: usize = 8192;
 
 /// One of the card's two key pairs, with its files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyRef {
+pub enum KeyPair {
     /// User authentication (利用者証明用): 4-digit PIN, 3 tries.
     Auth,
     /// Digital signature (署名用): 6–16 character password, 5 tries.
     Sign,
 }
 
-impl KeyRef {
+impl KeyPair {
     pub fn pin_ef(self) -> u16 {
         match self {
-            KeyRef::Auth => 0x0018,
-            KeyRef::Sign => 0x001B,
+            KeyPair::Auth => 0x0018,
+            KeyPair::Sign => 0x001B,
         }
     }
     pub fn key_ef(self) -> u16 {
         match self {
-            KeyRef::Auth => 0x0017,
-            KeyRef::Sign => 0x001A,
+            KeyPair::Auth => 0x0017,
+            KeyPair::Sign => 0x001A,
         }
     }
     pub fn cert_ef(self) -> u16 {
         match self {
-            KeyRef::Auth => 0x000A,
-            KeyRef::Sign => 0x0001,
+            KeyPair::Auth => 0x000A,
+            KeyPair::Sign => 0x0001,
         }
     }
     pub fn ca_ef(self) -> u16 {
         match self {
-            KeyRef::Auth => 0x000B,
-            KeyRef::Sign => 0x0002,
+            KeyPair::Auth => 0x000B,
+            KeyPair::Sign => 0x0002,
         }
     }
     /// Tries of a fresh (or just correctly verified) PIN.
     pub fn max_tries(self) -> u8 {
         match self {
-            KeyRef::Auth => 3,
-            KeyRef::Sign => 5,
+            KeyPair::Auth => 3,
+            KeyPair::Sign => 5,
         }
     }
     pub fn min_pin_len(self) -> usize {
         match self {
-            KeyRef::Auth => 4,
-            KeyRef::Sign => 6,
+            KeyPair::Auth => 4,
+            KeyPair::Sign => 6,
         }
     }
     pub fn max_pin_len(self) -> usize {
         match self {
-            KeyRef::Auth => 4,
-            KeyRef::Sign => 16,
+            KeyPair::Auth => 4,
+            KeyPair::Sign => 16,
         }
     }
     /// What the PIN is called, for messages.
     pub fn pin_name(self) -> &'static str {
         match self {
-            KeyRef::Auth => "user authentication PIN",
-            KeyRef::Sign => "digital signature password",
+            KeyPair::Auth => "user authentication PIN",
+            KeyPair::Sign => "digital signature password",
         }
     }
 }
@@ -92,12 +92,12 @@ pub enum PinFormat {
 
 impl PinFormat {
     /// Why a PIN for `key` was refused, for logs and messages (never the PIN itself).
-    pub fn reason(self, key: KeyRef) -> &'static str {
+    pub fn reason(self, key: KeyPair) -> &'static str {
         match (self, key) {
-            (PinFormat::Length, KeyRef::Auth) => "wrong length (exactly 4 digits)",
-            (PinFormat::Length, KeyRef::Sign) => "wrong length (6 to 16 letters and digits)",
-            (PinFormat::Characters, KeyRef::Auth) => "a character other than a digit",
-            (PinFormat::Characters, KeyRef::Sign) => "a character other than A-Z and 0-9",
+            (PinFormat::Length, KeyPair::Auth) => "wrong length (exactly 4 digits)",
+            (PinFormat::Length, KeyPair::Sign) => "wrong length (6 to 16 letters and digits)",
+            (PinFormat::Characters, KeyPair::Auth) => "a character other than a digit",
+            (PinFormat::Characters, KeyPair::Sign) => "a character other than A-Z and 0-9",
             (PinFormat::NotMixed, _) => "letters only or digits only (it must mix both)",
         }
     }
@@ -106,13 +106,13 @@ impl PinFormat {
 /// Checks a PIN's format and returns the bytes the card expects: authentication PIN exactly 4
 /// digits; signature password 6–16 of `A–Z 0–9`, lower case folded to upper case. A PIN that
 /// fails here is never sent (a malformed PIN would burn a try for nothing).
-pub fn normalize_pin(key: KeyRef, pin: &[u8]) -> Result<Vec<u8>, PinFormat> {
+pub fn normalize_pin(key: KeyPair, pin: &[u8]) -> Result<Vec<u8>, PinFormat> {
     if pin.len() < key.min_pin_len() || pin.len() > key.max_pin_len() {
         return Err(PinFormat::Length);
     }
     match key {
-        KeyRef::Auth if pin.iter().all(u8::is_ascii_digit) => Ok(pin.to_vec()),
-        KeyRef::Sign if pin.iter().all(u8::is_ascii_alphanumeric) => Ok(pin.to_ascii_uppercase()),
+        KeyPair::Auth if pin.iter().all(u8::is_ascii_digit) => Ok(pin.to_vec()),
+        KeyPair::Sign if pin.iter().all(u8::is_ascii_alphanumeric) => Ok(pin.to_ascii_uppercase()),
         _ => Err(PinFormat::Characters),
     }
 }
@@ -121,9 +121,9 @@ pub fn normalize_pin(key: KeyRef, pin: &[u8]) -> Result<Vec<u8>, PinFormat> {
 /// new signature password must mix letters and digits (the official rule; municipal guidance).
 /// The card is not known to enforce it: a password it would keep but that breaks the rule is
 /// refused here, before anything is sent.
-pub fn normalize_new_pin(key: KeyRef, pin: &[u8]) -> Result<Vec<u8>, PinFormat> {
+pub fn normalize_new_pin(key: KeyPair, pin: &[u8]) -> Result<Vec<u8>, PinFormat> {
     let p = normalize_pin(key, pin)?;
-    if key == KeyRef::Sign
+    if key == KeyPair::Sign
         && !(p.iter().any(u8::is_ascii_digit) && p.iter().any(u8::is_ascii_uppercase))
     {
         return Err(PinFormat::NotMixed);
@@ -174,21 +174,21 @@ pub struct Sfi {
     pub verify_off: bool,
     /// The card refused COMPUTE DIGITAL SIGNATURE with `P2=80|SFI`: select the key EF first.
     pub sign_off: bool,
-    /// Per key ([`KeyRef::Auth`], [`KeyRef::Sign`]): the card answered an empty VERIFY in the
+    /// Per key ([`KeyPair::Auth`], [`KeyPair::Sign`]): the card answered an empty VERIFY in the
     /// short form with a try counter.
     pub verify_ok: [bool; 2],
 }
 
 impl Sfi {
-    fn key_ix(key: KeyRef) -> usize {
+    fn key_ix(key: KeyPair) -> usize {
         match key {
-            KeyRef::Auth => 0,
-            KeyRef::Sign => 1,
+            KeyPair::Auth => 0,
+            KeyPair::Sign => 1,
         }
     }
 
     /// Whether a PIN for `key` may be presented in the short form.
-    pub fn pin_short(&self, key: KeyRef) -> bool {
+    pub fn pin_short(&self, key: KeyPair) -> bool {
         !self.verify_off && self.verify_ok[Self::key_ix(key)]
     }
 }
@@ -376,7 +376,7 @@ pub fn read_head(
 /// **[uncertain]** An empty VERIFY answered `9000` (some cards, once the PIN is verified) means
 /// "unlocked, tries unknown": [`PinTries::Unknown`], and the exchange is marked as having
 /// unlocked the card (`pin_presented`), so that the transaction ends by locking it again.
-pub fn pin_tries(x: &mut Exchange<'_>, key: KeyRef, sfi: &mut Sfi) -> Result<PinTries, Error> {
+pub fn pin_tries(x: &mut Exchange<'_>, key: KeyPair, sfi: &mut Sfi) -> Result<PinTries, Error> {
     let sw = 'sw: {
         if !sfi.verify_off {
             let resp = x.send(&command(
@@ -419,7 +419,7 @@ pub fn pin_tries(x: &mut Exchange<'_>, key: KeyRef, sfi: &mut Sfi) -> Result<Pin
 /// ([`Sfi::pin_short`]). If the card still refuses the short form with the PIN, the PIN is not
 /// sent again in the long form in the same call (one VERIFY carrying a PIN per call, whatever
 /// the card did with it): the call fails, and the next one uses the long form.
-pub fn verify(x: &mut Exchange<'_>, key: KeyRef, pin: &[u8], sfi: &mut Sfi) -> Result<(), Error> {
+pub fn verify(x: &mut Exchange<'_>, key: KeyPair, pin: &[u8], sfi: &mut Sfi) -> Result<(), Error> {
     if sfi.pin_short(key) {
         let r = x.send(&command(
             0,
@@ -451,7 +451,7 @@ pub enum SignMode {
 /// signature, which must be `sig_len` bytes.
 pub fn sign(
     x: &mut Exchange<'_>,
-    key: KeyRef,
+    key: KeyPair,
     mode: SignMode,
     data: &[u8],
     sig_len: usize,
@@ -511,7 +511,7 @@ pub fn random(x: &mut Exchange<'_>, len: usize) -> Result<Vec<u8>, Error> {
 }
 
 /// Changes the PIN of `key` (already verified in this transaction) to `new` (normalized).
-pub fn change_pin(x: &mut Exchange<'_>, key: KeyRef, new: &[u8]) -> Result<(), Error> {
+pub fn change_pin(x: &mut Exchange<'_>, key: KeyPair, new: &[u8]) -> Result<(), Error> {
     select_ef(x, key.pin_ef())?;
     x.send(&command(0, 0x24, 0x01, 0x80, new, None))?.ok_empty()
 }
@@ -522,36 +522,39 @@ mod tests {
 
     #[test]
     fn pin_formats() {
-        assert_eq!(normalize_pin(KeyRef::Auth, b"1234"), Ok(b"1234".to_vec()));
-        assert_eq!(normalize_pin(KeyRef::Auth, b"123"), Err(PinFormat::Length));
+        assert_eq!(normalize_pin(KeyPair::Auth, b"1234"), Ok(b"1234".to_vec()));
+        assert_eq!(normalize_pin(KeyPair::Auth, b"123"), Err(PinFormat::Length));
         assert_eq!(
-            normalize_pin(KeyRef::Auth, b"12345"),
+            normalize_pin(KeyPair::Auth, b"12345"),
             Err(PinFormat::Length)
         );
         assert_eq!(
-            normalize_pin(KeyRef::Auth, b"12a4"),
+            normalize_pin(KeyPair::Auth, b"12a4"),
             Err(PinFormat::Characters)
         );
-        assert_eq!(normalize_pin(KeyRef::Auth, b""), Err(PinFormat::Length));
+        assert_eq!(normalize_pin(KeyPair::Auth, b""), Err(PinFormat::Length));
         assert_eq!(
-            normalize_pin(KeyRef::Sign, b"abc123"),
+            normalize_pin(KeyPair::Sign, b"abc123"),
             Ok(b"ABC123".to_vec())
         );
         assert_eq!(
-            normalize_pin(KeyRef::Sign, b"ABC12"),
+            normalize_pin(KeyPair::Sign, b"ABC12"),
             Err(PinFormat::Length)
         );
         assert_eq!(
-            normalize_pin(KeyRef::Sign, &[b'A'; 17]),
+            normalize_pin(KeyPair::Sign, &[b'A'; 17]),
             Err(PinFormat::Length)
         );
-        assert_eq!(normalize_pin(KeyRef::Sign, &[b'A'; 16]), Ok(vec![b'A'; 16]));
         assert_eq!(
-            normalize_pin(KeyRef::Sign, b"ABC 123"),
+            normalize_pin(KeyPair::Sign, &[b'A'; 16]),
+            Ok(vec![b'A'; 16])
+        );
+        assert_eq!(
+            normalize_pin(KeyPair::Sign, b"ABC 123"),
             Err(PinFormat::Characters)
         );
         assert_eq!(
-            normalize_pin(KeyRef::Sign, "ABCÄ12".as_bytes()),
+            normalize_pin(KeyPair::Sign, "ABCÄ12".as_bytes()),
             Err(PinFormat::Characters)
         );
     }
@@ -559,28 +562,28 @@ mod tests {
     #[test]
     fn new_signature_passwords_mix_letters_and_digits() {
         assert_eq!(
-            normalize_new_pin(KeyRef::Sign, b"abc123"),
+            normalize_new_pin(KeyPair::Sign, b"abc123"),
             Ok(b"ABC123".to_vec())
         );
         assert_eq!(
-            normalize_new_pin(KeyRef::Sign, b"ABCDEFG"),
+            normalize_new_pin(KeyPair::Sign, b"ABCDEFG"),
             Err(PinFormat::NotMixed)
         );
         assert_eq!(
-            normalize_new_pin(KeyRef::Sign, b"1234567"),
+            normalize_new_pin(KeyPair::Sign, b"1234567"),
             Err(PinFormat::NotMixed)
         );
         assert_eq!(
-            normalize_new_pin(KeyRef::Sign, b"12345"),
+            normalize_new_pin(KeyPair::Sign, b"12345"),
             Err(PinFormat::Length)
         );
         assert_eq!(
-            normalize_new_pin(KeyRef::Sign, b"ABC-123"),
+            normalize_new_pin(KeyPair::Sign, b"ABC-123"),
             Err(PinFormat::Characters)
         );
         // The authentication PIN is digits only: no mixing rule.
         assert_eq!(
-            normalize_new_pin(KeyRef::Auth, b"4321"),
+            normalize_new_pin(KeyPair::Auth, b"4321"),
             Ok(b"4321".to_vec())
         );
     }

@@ -5,7 +5,7 @@
 //! one the PKCS#11 specification puts on the application ("NULL or valid for ..."); the NULL and
 //! length cases are checked here, so callers only vouch for the validity of non-NULL pointers.
 
-use crate::api::{MechParams, Mechanism, PssParams};
+use crate::backend::{MechanismParams, PssParams, RawMechanism};
 use crate::error::{CkError, CkResult};
 use cryptoki_sys::*;
 use std::marker::PhantomData;
@@ -288,7 +288,7 @@ pub fn is_pss(mechanism: CK_MECHANISM_TYPE) -> bool {
 
 /// Decodes a mechanism parameter.
 ///
-/// - length 0 → `MechParams::None` (whatever the pointer: there is nothing to read);
+/// - length 0 → `MechanismParams::None` (whatever the pointer: there is nothing to read);
 /// - NULL with length > 0 → `CKR_ARGUMENTS_BAD`;
 /// - a PSS mechanism with exactly `size_of::<CK_RSA_PKCS_PSS_PARAMS>()` bytes → `Pss`, read with
 ///   `read_unaligned` (the caller's struct need not be aligned; packed layouts work too);
@@ -302,10 +302,10 @@ pub unsafe fn mech_params(
     mechanism: CK_MECHANISM_TYPE,
     param: *const std::ffi::c_void,
     len: CK_ULONG,
-) -> CkResult<MechParams> {
+) -> CkResult<MechanismParams> {
     let n = ulong_to_usize(len)?;
     if n == 0 {
-        return Ok(MechParams::None);
+        return Ok(MechanismParams::None);
     }
     if param.is_null() {
         return Err(CkError::ArgumentsBad);
@@ -315,7 +315,7 @@ pub unsafe fn mech_params(
         // which is exactly the size of the struct; every bit pattern is a valid
         // CK_RSA_PKCS_PSS_PARAMS (three CK_ULONGs); the read makes no alignment assumption.
         let p = unsafe { ptr::read_unaligned(param.cast::<CK_RSA_PKCS_PSS_PARAMS>()) };
-        return Ok(MechParams::Pss(PssParams {
+        return Ok(MechanismParams::Pss(PssParams {
             hash_alg: p.hashAlg,
             mgf: p.mgf,
             s_len: p.sLen,
@@ -323,7 +323,7 @@ pub unsafe fn mech_params(
     }
     // SAFETY: `param` is non-NULL and valid for reads of `len` bytes (caller's contract).
     let bytes = unsafe { in_slice(param.cast::<u8>(), len) }?;
-    Ok(MechParams::Other(try_copy(bytes)?))
+    Ok(MechanismParams::Other(try_copy(bytes)?))
 }
 
 /// An empty vector with room for `n` items, or `CKR_HOST_MEMORY`: a length chosen by the caller
@@ -347,7 +347,7 @@ pub(crate) fn try_copy(bytes: &[u8]) -> CkResult<Vec<u8>> {
 ///
 /// If `ptr` is non-NULL it must be valid for reads of one `CK_MECHANISM` whose `pParameter` is
 /// NULL or valid for reads of `ulParameterLen` bytes.
-pub unsafe fn mechanism(ptr: *const CK_MECHANISM) -> CkResult<Mechanism> {
+pub unsafe fn mechanism(ptr: *const CK_MECHANISM) -> CkResult<RawMechanism> {
     if ptr.is_null() {
         return Err(CkError::ArgumentsBad);
     }
@@ -355,7 +355,7 @@ pub unsafe fn mechanism(ptr: *const CK_MECHANISM) -> CkResult<Mechanism> {
     let m = unsafe { ptr::read_unaligned(ptr) };
     // SAFETY: forwarded contract on pParameter/ulParameterLen.
     let params = unsafe { mech_params(m.mechanism, m.pParameter, m.ulParameterLen) }?;
-    Ok(Mechanism {
+    Ok(RawMechanism {
         mechanism: m.mechanism,
         params,
     })
@@ -550,7 +550,7 @@ mod tests {
     #[test]
     fn mech_params_exact_pss() {
         let (p, n) = pss_bytes();
-        let want = MechParams::Pss(PssParams {
+        let want = MechanismParams::Pss(PssParams {
             hash_alg: CKM_SHA256,
             mgf: CKG_MGF1_SHA256,
             s_len: 32,
@@ -585,9 +585,11 @@ mod tests {
         // SAFETY: `p` is valid for n (and n - 1) bytes.
         unsafe {
             let short = mech_params(CKM_RSA_PKCS_PSS, ptr::addr_of!(p).cast(), n - 1);
-            assert!(matches!(short, Ok(MechParams::Other(ref b)) if b.len() == n as usize - 1));
+            assert!(
+                matches!(short, Ok(MechanismParams::Other(ref b)) if b.len() == n as usize - 1)
+            );
             let other = mech_params(CKM_RSA_PKCS, ptr::addr_of!(p).cast(), n);
-            assert!(matches!(other, Ok(MechParams::Other(ref b)) if b.len() == n as usize));
+            assert!(matches!(other, Ok(MechanismParams::Other(ref b)) if b.len() == n as usize));
         }
     }
 
@@ -597,11 +599,11 @@ mod tests {
         unsafe {
             assert_eq!(
                 mech_params(CKM_RSA_PKCS, ptr::null(), 0),
-                Ok(MechParams::None)
+                Ok(MechanismParams::None)
             );
             assert_eq!(
                 mech_params(CKM_RSA_PKCS_PSS, ptr::null(), 0),
-                Ok(MechParams::None)
+                Ok(MechanismParams::None)
             );
             assert_eq!(
                 mech_params(CKM_RSA_PKCS_PSS, ptr::null::<c_void>(), 24),
@@ -626,7 +628,7 @@ mod tests {
         assert_eq!(got.mechanism, CKM_SHA256_RSA_PKCS_PSS);
         assert!(matches!(
             got.params,
-            MechParams::Pss(PssParams { s_len: 32, .. })
+            MechanismParams::Pss(PssParams { s_len: 32, .. })
         ));
     }
 

@@ -5,7 +5,7 @@
 
 use super::args::{out_ref, padded, OutBuf};
 use super::tables::{Interfaces, FUNCTION_LIST_2_40, INTERFACES, VERSION_2_40, VERSION_3_0};
-use crate::api;
+use crate::backend;
 use crate::error::{CkError, CkResult};
 use cryptoki_sys::*;
 use std::ffi::{c_char, c_void, CStr};
@@ -92,7 +92,7 @@ pub fn check_init_args(args: &CK_C_INITIALIZE_ARGS) -> CkResult<()> {
 
 cryptoki_fn! {
     /// `C_Initialize` (3.0 §5.4.1): NULL `pInitArgs` is fine; otherwise the arguments are checked
-    /// by [`check_init_args`]. Then `api::initialize` (which reports
+    /// by [`check_init_args`]. Then `backend::initialize` (which reports
     /// `CKR_CRYPTOKI_ALREADY_INITIALIZED` itself, and starts afresh in a forked child).
     pub(crate) fn C_Initialize(pInitArgs: *mut c_void) {
         if !pInitArgs.is_null() {
@@ -102,25 +102,25 @@ cryptoki_fn! {
             let args = unsafe { ptr::read_unaligned(pInitArgs.cast::<CK_C_INITIALIZE_ARGS>()) };
             check_init_args(&args)?;
         }
-        api::initialize()
+        backend::initialize()
     }
 }
 
 cryptoki_fn! {
     /// `C_Finalize` (3.0 §5.4.2): `pReserved` must be NULL (`CKR_ARGUMENTS_BAD`); then
-    /// `api::finalize` (which reports `CKR_CRYPTOKI_NOT_INITIALIZED` itself).
+    /// `backend::finalize` (which reports `CKR_CRYPTOKI_NOT_INITIALIZED` itself).
     pub(crate) fn C_Finalize(pReserved: *mut c_void) {
         if !pReserved.is_null() {
             return Err(CkError::ArgumentsBad);
         }
-        api::finalize()
+        backend::finalize()
     }
 }
 
 cryptoki_fn! {
     /// `C_GetInfo` (3.0 §5.4.3) of the version 2.40 table: reports `cryptokiVersion` 2.40.
     pub(crate) fn C_GetInfo(pInfo: *mut CK_INFO) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: a non-NULL pInfo is valid for writing a CK_INFO (spec §5.4.3).
         let out = unsafe { out_ref(pInfo) }?;
         out.write(info(VERSION_2_40));
@@ -131,7 +131,7 @@ cryptoki_fn! {
 cryptoki_fn! {
     /// `C_GetInfo` (3.0 §5.4.3) of the version 3.0 table: reports `cryptokiVersion` 3.0.
     pub(crate) fn C_GetInfo_v3(pInfo: *mut CK_INFO) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: a non-NULL pInfo is valid for writing a CK_INFO (spec §5.4.3).
         let out = unsafe { out_ref(pInfo) }?;
         out.write(info(VERSION_3_0));

@@ -123,14 +123,14 @@ fn skip(name: &str) -> bool {
 type Card = std::sync::Arc<parking_lot::Mutex<VirtualCard>>;
 
 fn with_module<T>(card: bool, f: impl FnOnce(Option<Card>) -> T) -> T {
-    let _g = crate::state::TEST_LOCK.lock();
-    let _ = crate::api::finalize();
+    let _g = crate::backend::TEST_LOCK.lock();
+    let _ = crate::backend::finalize();
     let sys = InProcSystem::new(&["Hostile Reader 00"]);
     let c = card.then(|| sys.insert(0, VirtualCard::in_memory()));
-    crate::state::use_card_system(Some(sys.clone()));
+    crate::backend::use_card_system(Some(sys.clone()));
     let r = f(c);
-    let _ = crate::api::finalize();
-    crate::state::use_card_system(None);
+    let _ = crate::backend::finalize();
+    crate::backend::use_card_system(None);
     r
 }
 
@@ -175,8 +175,8 @@ fn every_function_with_null_arguments_and_invented_handles() {
         // SAFETY: NULL init args.
         let rv = unsafe { super::general::C_Initialize(ptr::null_mut()) };
         assert_eq!(rv, CKR_OK);
-        crate::api::get_slot_list(false).unwrap();
-        let h = crate::api::open_session(0, CKF_SERIAL_SESSION).unwrap();
+        crate::backend::get_slot_list(false).unwrap();
+        let h = crate::backend::open_session(0, CKF_SERIAL_SESSION).unwrap();
         let allowed = [
             CKR_ARGUMENTS_BAD,
             CKR_SESSION_HANDLE_INVALID,
@@ -217,8 +217,8 @@ fn every_function_with_null_arguments_and_invented_handles() {
             );
         }
         // The module still works.
-        let s = crate::api::open_session(1, CKF_SERIAL_SESSION).unwrap();
-        crate::api::get_session_info(s).unwrap();
+        let s = crate::backend::open_session(1, CKF_SERIAL_SESSION).unwrap();
+        crate::backend::get_session_info(s).unwrap();
     });
 }
 
@@ -240,11 +240,12 @@ fn attr(ty: CK_ATTRIBUTE_TYPE, buf: &mut [u8]) -> CK_ATTRIBUTE {
 fn attribute_templates_mixing_entries() {
     use super::object::C_GetAttributeValue;
     with_module(true, |_| {
-        crate::api::initialize().unwrap();
-        crate::api::get_slot_list(false).unwrap();
-        let h = crate::api::open_session(0, CKF_SERIAL_SESSION).unwrap();
-        crate::api::login(h, CKU_USER, Some(b"1234")).unwrap();
-        let key = crate::token::objects::Obj::PrivateKey.handle(crate::card::jpki::KeyRef::Auth);
+        crate::backend::initialize().unwrap();
+        crate::backend::get_slot_list(false).unwrap();
+        let h = crate::backend::open_session(0, CKF_SERIAL_SESSION).unwrap();
+        crate::backend::login(h, CKU_USER, Some(b"1234")).unwrap();
+        let key =
+            crate::token::objects::ObjectKind::PrivateKey.handle(crate::card::jpki::KeyPair::Auth);
         let mut class = [0u8; size_of::<CK_ULONG>()];
         let mut bogus = [0u8; 8];
         let mut private_exp = [0u8; 512];
@@ -302,7 +303,7 @@ fn attribute_templates_mixing_entries() {
             let rv = unsafe { C_GetAttributeValue(h, o, one.as_mut_ptr(), 1) };
             assert_eq!(rv, CKR_OBJECT_HANDLE_INVALID, "object {o}");
         }
-        crate::api::logout(h).unwrap();
+        crate::backend::logout(h).unwrap();
         // SAFETY: as above.
         let rv = unsafe { C_GetAttributeValue(h, key, one.as_mut_ptr(), 1) };
         assert_eq!(rv, CKR_OBJECT_HANDLE_INVALID, "private key after logout");
@@ -317,8 +318,8 @@ fn handles_order_and_lengths() {
     use super::session::*;
     use super::sign::*;
     with_module(true, |card| {
-        crate::api::initialize().unwrap();
-        crate::api::get_slot_list(false).unwrap();
+        crate::backend::initialize().unwrap();
+        crate::backend::get_slot_list(false).unwrap();
         let mut h: CK_SESSION_HANDLE = 0;
         // SAFETY: valid pointers to locals throughout; NULLs where the test says so.
         unsafe {
@@ -407,8 +408,8 @@ fn handles_order_and_lengths() {
             );
             // Sign: zero-length data, then a stale session.
             assert_eq!(C_Login(h, CKU_USER, b"1234".as_ptr().cast_mut(), 4), CKR_OK);
-            let key =
-                crate::token::objects::Obj::PrivateKey.handle(crate::card::jpki::KeyRef::Auth);
+            let key = crate::token::objects::ObjectKind::PrivateKey
+                .handle(crate::card::jpki::KeyPair::Auth);
             let mut m = CK_MECHANISM {
                 mechanism: CKM_RSA_PKCS,
                 pParameter: ptr::null_mut(),

@@ -2,15 +2,15 @@
 //! session and the mechanism pointer, then refuses with `CKR_MECHANISM_INVALID` (LibreOffice
 //! probes a DES3 key generation on every slot and must get a clean refusal).
 
-use crate::api;
+use crate::backend;
 use crate::error::{CkError, CkResult};
 use cryptoki_sys::*;
 
 /// The common refusal: session first, then a NULL mechanism is `CKR_ARGUMENTS_BAD`, else
 /// `CKR_MECHANISM_INVALID`.
 fn refuse(hSession: CK_SESSION_HANDLE, pMechanism: *const CK_MECHANISM) -> CkResult<()> {
-    api::check_initialized()?;
-    api::check_session(hSession)?;
+    backend::check_initialized()?;
+    backend::check_session(hSession)?;
     if pMechanism.is_null() {
         return Err(CkError::ArgumentsBad);
     }

@@ -8,7 +8,7 @@
 //!   and poisons the module on a panic.
 //! - Pointer work goes through [`args`] (checked slices, output references, the two-call output
 //!   buffer, mechanism parameters) and [`template`] (attribute templates).
-//! - Order of checks in every entry point: `api::check_initialized()` first (except the four
+//! - Order of checks in every entry point: `backend::check_initialized()` first (except the four
 //!   functions that are legal before `C_Initialize`), then the pointer arguments, then the `api`
 //!   call.
 
@@ -25,8 +25,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// cryptoki_fn! {
 ///     /// doc
 ///     fn C_Logout(hSession: CK_SESSION_HANDLE) {
-///         api::check_initialized()?;
-///         api::logout(hSession)
+///         backend::check_initialized()?;
+///         backend::logout(hSession)
 ///     }
 /// }
 /// ```
@@ -63,7 +63,7 @@ macro_rules! not_supported {
                     "(returns `CKR_FUNCTION_NOT_SUPPORTED` once initialized).")]
                 #[allow(unused_variables)]
                 pub(crate) fn $name($($arg: $ty),*) {
-                    $crate::api::check_initialized()?;
+                    $crate::backend::check_initialized()?;
                     Err($crate::error::CkError::FunctionNotSupported)
                 }
             }
@@ -96,7 +96,7 @@ mod tests;
 /// - `Ok(())` → `CKR_OK`;
 /// - `Err(e)` → `CK_RV::from(e)`, logged with the function name and the code only (arguments
 ///   such as PINs never reach the log);
-/// - a panic → the module is poisoned (`api::poison`, so every later call fails until
+/// - a panic → the module is poisoned (`backend::poison`, so every later call fails until
 ///   `C_Finalize` + `C_Initialize`) and `CKR_GENERAL_ERROR` is returned. The panic never crosses
 ///   the C boundary.
 pub(crate) fn guard(name: &'static str, f: impl FnOnce() -> CkResult<()>) -> CK_RV {
@@ -108,7 +108,7 @@ pub(crate) fn guard(name: &'static str, f: impl FnOnce() -> CkResult<()>) -> CK_
         }
         Err(payload) => {
             // Neither poisoning nor dropping the payload may unwind into C.
-            let poisoned = catch_unwind(crate::api::poison).is_ok();
+            let poisoned = catch_unwind(crate::backend::poison).is_ok();
             let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
             crate::log::debug(format_args!(
                 "{name}: panic caught, module poisoned{} -> CKR_GENERAL_ERROR",

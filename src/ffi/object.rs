@@ -3,12 +3,12 @@
 
 use super::args::{out_ref, out_slice, ulong_to_usize};
 use super::template::RawTemplate;
-use crate::api;
+use crate::backend;
 use crate::error::CkError;
 use cryptoki_sys::*;
 
 cryptoki_fn! {
-    /// `C_CreateObject` (3.0 §5.7.1): `api::check_session`, then a NULL template (whatever
+    /// `C_CreateObject` (3.0 §5.7.1): `backend::check_session`, then a NULL template (whatever
     /// `ulCount`: there is no object without attributes) or NULL `phObject` →
     /// `CKR_ARGUMENTS_BAD`, else `CKR_TOKEN_WRITE_PROTECTED`. The template values are not read.
     pub(crate) fn C_CreateObject(
@@ -17,8 +17,8 @@ cryptoki_fn! {
         ulCount: CK_ULONG,
         phObject: *mut CK_OBJECT_HANDLE,
     ) {
-        api::check_initialized()?;
-        api::check_session(hSession)?;
+        backend::check_initialized()?;
+        backend::check_session(hSession)?;
         if pTemplate.is_null() {
             return Err(CkError::ArgumentsBad);
         }
@@ -41,8 +41,8 @@ cryptoki_fn! {
         ulCount: CK_ULONG,
         phNewObject: *mut CK_OBJECT_HANDLE,
     ) {
-        api::check_initialized()?;
-        api::check_session(hSession)?;
+        backend::check_initialized()?;
+        backend::check_session(hSession)?;
         // SAFETY: pointers are only checked for NULL here, never dereferenced.
         unsafe {
             RawTemplate::new(pTemplate, ulCount)?;
@@ -53,11 +53,11 @@ cryptoki_fn! {
 }
 
 cryptoki_fn! {
-    /// `C_DestroyObject` (3.0 §5.7.3): `api::check_session`, then `CKR_TOKEN_WRITE_PROTECTED`.
+    /// `C_DestroyObject` (3.0 §5.7.3): `backend::check_session`, then `CKR_TOKEN_WRITE_PROTECTED`.
     #[allow(unused_variables)]
     pub(crate) fn C_DestroyObject(hSession: CK_SESSION_HANDLE, hObject: CK_OBJECT_HANDLE) {
-        api::check_initialized()?;
-        api::check_session(hSession)?;
+        backend::check_initialized()?;
+        backend::check_session(hSession)?;
         Err(CkError::TokenWriteProtected)
     }
 }
@@ -69,17 +69,17 @@ cryptoki_fn! {
         hObject: CK_OBJECT_HANDLE,
         pulSize: *mut CK_ULONG,
     ) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: a non-NULL pulSize is valid for writing a CK_ULONG (spec §5.7.4).
         let out = unsafe { out_ref(pulSize) }?;
-        out.write(api::get_object_size(hSession, hObject)?);
+        out.write(backend::get_object_size(hSession, hObject)?);
         Ok(())
     }
 }
 
 cryptoki_fn! {
     /// `C_GetAttributeValue` (3.0 §5.7.5): NULL template with `ulCount > 0` →
-    /// `CKR_ARGUMENTS_BAD`; the types are passed to `api::get_attribute_value`, and its answers
+    /// `CKR_ARGUMENTS_BAD`; the types are passed to `backend::get_attribute_value`, and its answers
     /// fill every entry by the spec's five cases ([`RawTemplate::fill`]), with
     /// SENSITIVE > TYPE_INVALID > BUFFER_TOO_SMALL.
     pub(crate) fn C_GetAttributeValue(
@@ -88,17 +88,17 @@ cryptoki_fn! {
         pTemplate: *mut CK_ATTRIBUTE,
         ulCount: CK_ULONG,
     ) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: a non-NULL pTemplate is valid for reading and writing ulCount attributes,
         // each with a pValue NULL or valid for ulValueLen bytes (spec §5.7.5).
         let template = unsafe { RawTemplate::new(pTemplate, ulCount) }?;
-        let values = api::get_attribute_value(hSession, hObject, &template.types()?)?;
+        let values = backend::get_attribute_value(hSession, hObject, &template.types()?)?;
         template.fill(&values)
     }
 }
 
 cryptoki_fn! {
-    /// `C_SetAttributeValue` (3.0 §5.7.6): `api::check_session`, then NULL template with
+    /// `C_SetAttributeValue` (3.0 §5.7.6): `backend::check_session`, then NULL template with
     /// `ulCount > 0` → `CKR_ARGUMENTS_BAD`, else `CKR_TOKEN_WRITE_PROTECTED`.
     #[allow(unused_variables)]
     pub(crate) fn C_SetAttributeValue(
@@ -107,8 +107,8 @@ cryptoki_fn! {
         pTemplate: *mut CK_ATTRIBUTE,
         ulCount: CK_ULONG,
     ) {
-        api::check_initialized()?;
-        api::check_session(hSession)?;
+        backend::check_initialized()?;
+        backend::check_session(hSession)?;
         // SAFETY: the pointer is only checked for NULL here, never dereferenced.
         unsafe { RawTemplate::new(pTemplate, ulCount) }?;
         Err(CkError::TokenWriteProtected)
@@ -118,23 +118,23 @@ cryptoki_fn! {
 cryptoki_fn! {
     /// `C_FindObjectsInit` (3.0 §5.7.7): the template is copied (NULL template with
     /// `ulCount > 0`, or an entry with NULL `pValue` and `ulValueLen > 0` →
-    /// `CKR_ARGUMENTS_BAD`) and passed to `api::find_objects_init`.
+    /// `CKR_ARGUMENTS_BAD`) and passed to `backend::find_objects_init`.
     pub(crate) fn C_FindObjectsInit(
         hSession: CK_SESSION_HANDLE,
         pTemplate: *mut CK_ATTRIBUTE,
         ulCount: CK_ULONG,
     ) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: a non-NULL pTemplate is valid for reading ulCount attributes, each with a
         // pValue NULL or valid for ulValueLen bytes (spec §5.7.7). It is only read.
         let template = unsafe { RawTemplate::new(pTemplate, ulCount) }?.to_template()?;
-        api::find_objects_init(hSession, template)
+        backend::find_objects_init(hSession, template)
     }
 }
 
 cryptoki_fn! {
     /// `C_FindObjects` (3.0 §5.7.8): NULL `pulObjectCount`, or NULL `phObject` with
-    /// `ulMaxObjectCount > 0` → `CKR_ARGUMENTS_BAD`. Then `api::find_objects` for at most
+    /// `ulMaxObjectCount > 0` → `CKR_ARGUMENTS_BAD`. Then `backend::find_objects` for at most
     /// `ulMaxObjectCount` handles, copied out with their count.
     pub(crate) fn C_FindObjects(
         hSession: CK_SESSION_HANDLE,
@@ -142,12 +142,12 @@ cryptoki_fn! {
         ulMaxObjectCount: CK_ULONG,
         pulObjectCount: *mut CK_ULONG,
     ) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: a non-NULL pulObjectCount is valid for writing a CK_ULONG, and a non-NULL
         // phObject has room for ulMaxObjectCount handles (spec §5.7.8).
         let (count, handles) =
             unsafe { (out_ref(pulObjectCount)?, out_slice(phObject, ulMaxObjectCount)?) };
-        let found = api::find_objects(hSession, ulong_to_usize(ulMaxObjectCount)?)?;
+        let found = backend::find_objects(hSession, ulong_to_usize(ulMaxObjectCount)?)?;
         let n = super::args::usize_to_ulong(found.len())?;
         handles.fill(&found)?;
         count.write(n);
@@ -158,7 +158,7 @@ cryptoki_fn! {
 cryptoki_fn! {
     /// `C_FindObjectsFinal` (3.0 §5.7.9).
     pub(crate) fn C_FindObjectsFinal(hSession: CK_SESSION_HANDLE) {
-        api::check_initialized()?;
-        api::find_objects_final(hSession)
+        backend::check_initialized()?;
+        backend::find_objects_final(hSession)
     }
 }

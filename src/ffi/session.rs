@@ -4,13 +4,13 @@
 //! [`super::unsupported`].
 
 use super::args::{opt_slice, out_ref};
-use crate::api;
+use crate::backend;
 use cryptoki_sys::*;
 use std::ffi::c_void;
 
 cryptoki_fn! {
     /// `C_OpenSession` (3.0 §5.6.1): NULL `phSession` → `CKR_ARGUMENTS_BAD`; `pApplication` and
-    /// `Notify` are ignored (the module makes no callbacks). Then `api::open_session`, which
+    /// `Notify` are ignored (the module makes no callbacks). Then `backend::open_session`, which
     /// checks the flags (`CKF_SERIAL_SESSION`) and accepts read-write sessions.
     #[allow(unused_variables)]
     pub(crate) fn C_OpenSession(
@@ -20,10 +20,10 @@ cryptoki_fn! {
         Notify: CK_NOTIFY,
         phSession: *mut CK_SESSION_HANDLE,
     ) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: a non-NULL phSession is valid for writing a handle (spec §5.6.1).
         let out = unsafe { out_ref(phSession) }?;
-        out.write(api::open_session(slotID, flags)?);
+        out.write(backend::open_session(slotID, flags)?);
         Ok(())
     }
 }
@@ -31,26 +31,26 @@ cryptoki_fn! {
 cryptoki_fn! {
     /// `C_CloseSession` (3.0 §5.6.2).
     pub(crate) fn C_CloseSession(hSession: CK_SESSION_HANDLE) {
-        api::check_initialized()?;
-        api::close_session(hSession)
+        backend::check_initialized()?;
+        backend::close_session(hSession)
     }
 }
 
 cryptoki_fn! {
     /// `C_CloseAllSessions` (3.0 §5.6.3).
     pub(crate) fn C_CloseAllSessions(slotID: CK_SLOT_ID) {
-        api::check_initialized()?;
-        api::close_all_sessions(slotID)
+        backend::check_initialized()?;
+        backend::close_all_sessions(slotID)
     }
 }
 
 cryptoki_fn! {
     /// `C_GetSessionInfo` (3.0 §5.6.4). NULL `pInfo` → `CKR_ARGUMENTS_BAD`.
     pub(crate) fn C_GetSessionInfo(hSession: CK_SESSION_HANDLE, pInfo: *mut CK_SESSION_INFO) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: a non-NULL pInfo is valid for writing a CK_SESSION_INFO (spec §5.6.4).
         let out = unsafe { out_ref(pInfo) }?;
-        out.write(api::get_session_info(hSession)?);
+        out.write(backend::get_session_info(hSession)?);
         Ok(())
     }
 }
@@ -65,17 +65,17 @@ cryptoki_fn! {
         pPin: *mut CK_UTF8CHAR,
         ulPinLen: CK_ULONG,
     ) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: a non-NULL pPin is valid for reading ulPinLen bytes (spec §5.6.8).
         let pin = unsafe { opt_slice(pPin, ulPinLen) }?;
-        api::login(hSession, userType, pin)
+        backend::login(hSession, userType, pin)
     }
 }
 
 cryptoki_fn! {
     /// `C_Logout` (3.0 §5.6.10).
     pub(crate) fn C_Logout(hSession: CK_SESSION_HANDLE) {
-        api::check_initialized()?;
-        api::logout(hSession)
+        backend::check_initialized()?;
+        backend::logout(hSession)
     }
 }

@@ -4,17 +4,17 @@
 //! Termination rule (3.0 §5.13.2): "A call to C_Sign always terminates the active signing
 //! operation unless it returns CKR_BUFFER_TOO_SMALL or is a successful call (i.e., one which
 //! returns CKR_OK) to determine the length of the buffer needed to hold the signature." The size
-//! query and the too-small answer are decided here from `api::sign_len` (known at `C_SignInit`,
-//! no card round trip) and never reach `api::sign`/`api::sign_final`, which end the operation on
+//! query and the too-small answer are decided here from `backend::sign_len` (known at `C_SignInit`,
+//! no card round trip) and never reach `backend::sign`/`backend::sign_final`, which end the operation on
 //! every outcome.
 
 use super::args::{in_slice, mechanism, OutBuf, Space};
-use crate::api;
+use crate::backend;
 use crate::error::CkResult;
 use cryptoki_sys::*;
 
 /// The shared tail of `C_Sign` and `C_SignFinal`: answer a size query or a short buffer from
-/// `needed` (`api::sign_len`), otherwise run `produce` (which ends the operation) and copy its
+/// `needed` (`backend::sign_len`), otherwise run `produce` (which ends the operation) and copy its
 /// output. `produce` runs only when the buffer has room.
 pub(crate) fn sign_two_call(
     needed: usize,
@@ -30,25 +30,25 @@ pub(crate) fn sign_two_call(
 cryptoki_fn! {
     /// `C_SignInit` (3.0 §5.13.1): NULL `pMechanism` → `CKR_ARGUMENTS_BAD`; the mechanism
     /// parameter is decoded (PSS parameters read unaligned after an exact size check), then
-    /// `api::sign_init`.
+    /// `backend::sign_init`.
     pub(crate) fn C_SignInit(
         hSession: CK_SESSION_HANDLE,
         pMechanism: *mut CK_MECHANISM,
         hKey: CK_OBJECT_HANDLE,
     ) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: a non-NULL pMechanism points to a CK_MECHANISM whose pParameter is NULL or
         // valid for ulParameterLen bytes (spec §5.13.1).
         let mech = unsafe { mechanism(pMechanism) }?;
-        api::sign_init(hSession, &mech, hKey)
+        backend::sign_init(hSession, &mech, hKey)
     }
 }
 
 cryptoki_fn! {
     /// `C_Sign` (3.0 §5.13.2): NULL `pulSignatureLen`, or NULL `pData` with `ulDataLen > 0` →
-    /// `CKR_ARGUMENTS_BAD`. NULL `pSignature` → `*pulSignatureLen = api::sign_len`, `CKR_OK`,
+    /// `CKR_ARGUMENTS_BAD`. NULL `pSignature` → `*pulSignatureLen = backend::sign_len`, `CKR_OK`,
     /// operation kept. `*pulSignatureLen` too small → the length and `CKR_BUFFER_TOO_SMALL`,
-    /// operation kept. Otherwise `api::sign` (which ends the operation) and the signature is
+    /// operation kept. Otherwise `backend::sign` (which ends the operation) and the signature is
     /// copied with its exact length.
     pub(crate) fn C_Sign(
         hSession: CK_SESSION_HANDLE,
@@ -57,7 +57,7 @@ cryptoki_fn! {
         pSignature: *mut CK_BYTE,
         pulSignatureLen: *mut CK_ULONG,
     ) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: pulSignatureLen, if non-NULL, is valid for reading and writing a CK_ULONG; a
         // non-NULL pSignature has room for *pulSignatureLen bytes; a non-NULL pData is valid
         // for reading ulDataLen bytes (spec §5.13.2, §5.2).
@@ -67,62 +67,62 @@ cryptoki_fn! {
         };
         // Bad arguments end the operation too (only BUFFER_TOO_SMALL and a size query keep it).
         let (out, data) = args.inspect_err(|_| {
-            let _ = api::sign_abort(hSession);
+            let _ = backend::sign_abort(hSession);
         })?;
-        sign_two_call(api::sign_len(hSession)?, out, || api::sign(hSession, data))
+        sign_two_call(backend::sign_len(hSession)?, out, || backend::sign(hSession, data))
     }
 }
 
 cryptoki_fn! {
     /// `C_SignUpdate` (3.0 §5.13.3): NULL `pPart` with `ulPartLen > 0` → `CKR_ARGUMENTS_BAD`;
-    /// then `api::sign_update` (a failing update ends the operation, in the backend).
+    /// then `backend::sign_update` (a failing update ends the operation, in the backend).
     pub(crate) fn C_SignUpdate(hSession: CK_SESSION_HANDLE, pPart: *mut CK_BYTE, ulPartLen: CK_ULONG) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: a non-NULL pPart is valid for reading ulPartLen bytes (spec §5.13.3).
         let part = unsafe { in_slice(pPart.cast_const(), ulPartLen) }.inspect_err(|_| {
-            let _ = api::sign_abort(hSession);
+            let _ = backend::sign_abort(hSession);
         })?;
-        api::sign_update(hSession, part)
+        backend::sign_update(hSession, part)
     }
 }
 
 cryptoki_fn! {
-    /// `C_SignFinal` (3.0 §5.13.4): as `C_Sign`, with `api::sign_final` producing the
+    /// `C_SignFinal` (3.0 §5.13.4): as `C_Sign`, with `backend::sign_final` producing the
     /// signature.
     pub(crate) fn C_SignFinal(
         hSession: CK_SESSION_HANDLE,
         pSignature: *mut CK_BYTE,
         pulSignatureLen: *mut CK_ULONG,
     ) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: pulSignatureLen, if non-NULL, is valid for reading and writing a CK_ULONG,
         // and a non-NULL pSignature has room for *pulSignatureLen bytes (spec §5.13.4, §5.2).
         let out = unsafe { OutBuf::new(pSignature, pulSignatureLen) }.inspect_err(|_| {
-            let _ = api::sign_abort(hSession);
+            let _ = backend::sign_abort(hSession);
         })?;
-        sign_two_call(api::sign_len(hSession)?, out, || api::sign_final(hSession))
+        sign_two_call(backend::sign_len(hSession)?, out, || backend::sign_final(hSession))
     }
 }
 
 cryptoki_fn! {
     /// `C_VerifyInit` (3.0 §5.14.1): NULL `pMechanism` → `CKR_ARGUMENTS_BAD`; then
-    /// `api::verify_init`.
+    /// `backend::verify_init`.
     pub(crate) fn C_VerifyInit(
         hSession: CK_SESSION_HANDLE,
         pMechanism: *mut CK_MECHANISM,
         hKey: CK_OBJECT_HANDLE,
     ) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: a non-NULL pMechanism points to a CK_MECHANISM whose pParameter is NULL or
         // valid for ulParameterLen bytes (spec §5.14.1).
         let mech = unsafe { mechanism(pMechanism) }?;
-        api::verify_init(hSession, &mech, hKey)
+        backend::verify_init(hSession, &mech, hKey)
     }
 }
 
 cryptoki_fn! {
     /// `C_Verify` (3.0 §5.14.2): NULL `pData`/`pSignature` with a non-zero length →
-    /// `CKR_ARGUMENTS_BAD`; then `api::verify`.
+    /// `CKR_ARGUMENTS_BAD`; then `backend::verify`.
     pub(crate) fn C_Verify(
         hSession: CK_SESSION_HANDLE,
         pData: *mut CK_BYTE,
@@ -130,40 +130,40 @@ cryptoki_fn! {
         pSignature: *mut CK_BYTE,
         ulSignatureLen: CK_ULONG,
     ) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: non-NULL pData/pSignature are valid for reading their lengths in bytes
         // (spec §5.14.2).
         let (data, signature) = unsafe {
             (in_slice(pData.cast_const(), ulDataLen)?, in_slice(pSignature.cast_const(), ulSignatureLen)?)
         };
-        api::verify(hSession, data, signature)
+        backend::verify(hSession, data, signature)
     }
 }
 
 cryptoki_fn! {
     /// `C_VerifyUpdate` (3.0 §5.14.3): NULL `pPart` with `ulPartLen > 0` → `CKR_ARGUMENTS_BAD`;
-    /// then `api::verify_update`.
+    /// then `backend::verify_update`.
     pub(crate) fn C_VerifyUpdate(hSession: CK_SESSION_HANDLE, pPart: *mut CK_BYTE, ulPartLen: CK_ULONG) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: a non-NULL pPart is valid for reading ulPartLen bytes (spec §5.14.3).
         let part = unsafe { in_slice(pPart.cast_const(), ulPartLen) }?;
-        api::verify_update(hSession, part)
+        backend::verify_update(hSession, part)
     }
 }
 
 cryptoki_fn! {
     /// `C_VerifyFinal` (3.0 §5.14.4): NULL `pSignature` with `ulSignatureLen > 0` →
-    /// `CKR_ARGUMENTS_BAD`; then `api::verify_final`.
+    /// `CKR_ARGUMENTS_BAD`; then `backend::verify_final`.
     pub(crate) fn C_VerifyFinal(
         hSession: CK_SESSION_HANDLE,
         pSignature: *mut CK_BYTE,
         ulSignatureLen: CK_ULONG,
     ) {
-        api::check_initialized()?;
+        backend::check_initialized()?;
         // SAFETY: a non-NULL pSignature is valid for reading ulSignatureLen bytes
         // (spec §5.14.4).
         let signature = unsafe { in_slice(pSignature.cast_const(), ulSignatureLen) }?;
-        api::verify_final(hSession, signature)
+        backend::verify_final(hSession, signature)
     }
 }
 

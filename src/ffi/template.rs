@@ -5,7 +5,7 @@
 //! can be tested without a token.
 
 use super::args::{in_slice, try_copy, try_vec, ulong_to_usize};
-use crate::api::{AttrValue, Template};
+use crate::backend::{AttrValue, Template};
 use crate::error::{CkError, CkResult};
 use cryptoki_sys::*;
 use std::ptr;

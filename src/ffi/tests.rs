@@ -1,6 +1,6 @@
 //! FFI contract tests: the function tables, the interface functions, `C_Initialize` argument
 //! checking, the order of checks (not-initialized before pointers), NULL arguments, and the
-//! panic guard. Tests that touch the global module state hold `state::TEST_LOCK` and install a card system
+//! panic guard. Tests that touch the global module state hold `backend::TEST_LOCK` and install a card system
 //! with one empty reader, so they never reach PC/SC.
 
 use super::general::*;
@@ -42,8 +42,8 @@ impl CardSystem for EmptyReader {
 /// Takes the lock and leaves the module finalized, with the fake card system for the next
 /// `C_Initialize`.
 fn fresh() -> parking_lot::MutexGuard<'static, ()> {
-    let guard = crate::state::TEST_LOCK.lock();
-    crate::state::use_card_system(Some(Arc::new(EmptyReader)));
+    let guard = crate::backend::TEST_LOCK.lock();
+    crate::backend::use_card_system(Some(Arc::new(EmptyReader)));
     // SAFETY: NULL pReserved.
     let _ = unsafe { C_Finalize(ptr::null_mut()) };
     guard

@@ -1,4 +1,4 @@
-//! Entry points this token does not offer: after `api::check_initialized` they return
+//! Entry points this token does not offer: after `backend::check_initialized` they return
 //! `CKR_FUNCTION_NOT_SUPPORTED` without reading their arguments. Every slot of both function
 //! tables must be filled (`cryptoki` selects the 3.0 table through `C_GetInterface`).
 //!

@@ -1,7 +1,7 @@
 //! Mechanisms: which the tokens offer, how each turns the caller's data into what the card signs
 //! (and in which card mode), and host-side verification.
 
-use crate::api::{MechParams, Mechanism};
+use crate::backend::{MechanismParams, RawMechanism};
 use crate::card::jpki::SignMode;
 use crate::error::{CkError, CkResult};
 use cryptoki_sys::*;
@@ -110,7 +110,7 @@ impl Hasher {
 
 /// A signing/verification mechanism the tokens support, with its parameters checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mech {
+pub enum SignMechanism {
     /// `CKM_RSA_PKCS`: the caller's data (a DigestInfo) is padded as is.
     RsaPkcs,
     /// `CKM_SHAx_RSA_PKCS`: hashed on the host, DigestInfo built on the host.
@@ -140,7 +140,7 @@ pub const DIGESTS: [CK_MECHANISM_TYPE; 5] =
     [CKM_SHA_1, CKM_SHA224, CKM_SHA256, CKM_SHA384, CKM_SHA512];
 
 /// The hash of a digest mechanism (`CKM_SHA_1` … `CKM_SHA512`), which take no parameter.
-pub fn parse_digest(m: &Mechanism) -> CkResult<HashAlg> {
+pub fn parse_digest(m: &RawMechanism) -> CkResult<HashAlg> {
     let alg = match m.mechanism {
         CKM_SHA_1 => HashAlg::Sha1,
         CKM_SHA224 => HashAlg::Sha224,
@@ -150,7 +150,7 @@ pub fn parse_digest(m: &Mechanism) -> CkResult<HashAlg> {
         _ => return Err(CkError::MechanismInvalid),
     };
     match m.params {
-        MechParams::None => Ok(alg),
+        MechanismParams::None => Ok(alg),
         _ => Err(CkError::MechanismParamInvalid),
     }
 }
@@ -182,28 +182,28 @@ pub fn info(m: CK_MECHANISM_TYPE) -> CkResult<CK_MECHANISM_INFO> {
 
 /// Checks a mechanism and its parameters. PSS only with SHA-256, MGF1-SHA-256 and a 32-byte salt
 /// (what the card does); anything else is `CKR_MECHANISM_PARAM_INVALID`.
-pub fn parse(m: &Mechanism) -> CkResult<Mech> {
+pub fn parse(m: &RawMechanism) -> CkResult<SignMechanism> {
     let no_params = || match m.params {
-        MechParams::None => Ok(()),
+        MechanismParams::None => Ok(()),
         _ => Err(CkError::MechanismParamInvalid),
     };
     let mech = match m.mechanism {
-        CKM_RSA_PKCS => Mech::RsaPkcs,
-        CKM_SHA1_RSA_PKCS => Mech::HashRsaPkcs(HashAlg::Sha1),
-        CKM_SHA224_RSA_PKCS => Mech::HashRsaPkcs(HashAlg::Sha224),
-        CKM_SHA256_RSA_PKCS => Mech::HashRsaPkcs(HashAlg::Sha256),
-        CKM_SHA384_RSA_PKCS => Mech::HashRsaPkcs(HashAlg::Sha384),
-        CKM_SHA512_RSA_PKCS => Mech::HashRsaPkcs(HashAlg::Sha512),
+        CKM_RSA_PKCS => SignMechanism::RsaPkcs,
+        CKM_SHA1_RSA_PKCS => SignMechanism::HashRsaPkcs(HashAlg::Sha1),
+        CKM_SHA224_RSA_PKCS => SignMechanism::HashRsaPkcs(HashAlg::Sha224),
+        CKM_SHA256_RSA_PKCS => SignMechanism::HashRsaPkcs(HashAlg::Sha256),
+        CKM_SHA384_RSA_PKCS => SignMechanism::HashRsaPkcs(HashAlg::Sha384),
+        CKM_SHA512_RSA_PKCS => SignMechanism::HashRsaPkcs(HashAlg::Sha512),
         CKM_RSA_PKCS_PSS | CKM_SHA256_RSA_PKCS_PSS => {
             match m.params {
-                MechParams::Pss(p)
+                MechanismParams::Pss(p)
                     if p.hash_alg == CKM_SHA256 && p.mgf == CKG_MGF1_SHA256 && p.s_len == 32 => {}
                 _ => return Err(CkError::MechanismParamInvalid),
             }
             return Ok(if m.mechanism == CKM_RSA_PKCS_PSS {
-                Mech::RsaPss
+                SignMechanism::RsaPss
             } else {
-                Mech::Sha256RsaPss
+                SignMechanism::Sha256RsaPss
             });
         }
         _ => return Err(CkError::MechanismInvalid),
@@ -212,17 +212,17 @@ pub fn parse(m: &Mechanism) -> CkResult<Mech> {
     Ok(mech)
 }
 
-impl Mech {
+impl SignMechanism {
     pub fn is_pss(self) -> bool {
-        matches!(self, Mech::RsaPss | Mech::Sha256RsaPss)
+        matches!(self, SignMechanism::RsaPss | SignMechanism::Sha256RsaPss)
     }
 
     /// The host-side hash of a hash-and-sign mechanism.
     pub fn hash(self) -> Option<HashAlg> {
         match self {
-            Mech::HashRsaPkcs(h) => Some(h),
-            Mech::Sha256RsaPss => Some(HashAlg::Sha256),
-            Mech::RsaPkcs | Mech::RsaPss => None,
+            SignMechanism::HashRsaPkcs(h) => Some(h),
+            SignMechanism::Sha256RsaPss => Some(HashAlg::Sha256),
+            SignMechanism::RsaPkcs | SignMechanism::RsaPss => None,
         }
     }
 
@@ -231,14 +231,14 @@ impl Mech {
     /// 32-byte hash.
     pub fn card_input(self, data_or_hash: &[u8], sig_len: usize) -> CkResult<(SignMode, Vec<u8>)> {
         match self {
-            Mech::RsaPkcs => {
+            SignMechanism::RsaPkcs => {
                 if data_or_hash.is_empty() || data_or_hash.len() + 11 > sig_len {
                     return Err(CkError::DataLenRange);
                 }
                 Ok((SignMode::Pkcs1Raw, data_or_hash.to_vec()))
             }
-            Mech::HashRsaPkcs(h) => Ok((SignMode::Pkcs1Raw, h.digest_info(data_or_hash))),
-            Mech::RsaPss | Mech::Sha256RsaPss => {
+            SignMechanism::HashRsaPkcs(h) => Ok((SignMode::Pkcs1Raw, h.digest_info(data_or_hash))),
+            SignMechanism::RsaPss | SignMechanism::Sha256RsaPss => {
                 if data_or_hash.len() != 32 {
                     return Err(CkError::DataLenRange);
                 }
@@ -247,13 +247,13 @@ impl Mech {
         }
     }
 
-    /// Verifies `sig` over the card input `input` (as returned by [`Mech::card_input`]).
+    /// Verifies `sig` over the card input `input` (as returned by [`SignMechanism::card_input`]).
     pub fn verify(self, key: &RsaPublicKey, input: &[u8], sig: &[u8]) -> bool {
         match self {
-            Mech::RsaPkcs | Mech::HashRsaPkcs(_) => key
+            SignMechanism::RsaPkcs | SignMechanism::HashRsaPkcs(_) => key
                 .verify(Pkcs1v15Sign::new_unprefixed(), input, sig)
                 .is_ok(),
-            Mech::RsaPss | Mech::Sha256RsaPss => key
+            SignMechanism::RsaPss | SignMechanism::Sha256RsaPss => key
                 .verify(Pss::new_with_salt::<Sha256>(32), input, sig)
                 .is_ok(),
         }
@@ -269,7 +269,7 @@ pub enum Input {
 }
 
 impl Input {
-    pub fn new(mech: Mech) -> Input {
+    pub fn new(mech: SignMechanism) -> Input {
         match mech.hash() {
             Some(h) => Input::Hash(Box::new(Hasher::new(h))),
             None => Input::Raw(Vec::new()),
@@ -290,7 +290,7 @@ impl Input {
         Ok(())
     }
 
-    /// The data (or hash) to give to [`Mech::card_input`].
+    /// The data (or hash) to give to [`SignMechanism::card_input`].
     pub fn finish(self) -> Vec<u8> {
         match self {
             Input::Raw(buf) => buf,
@@ -302,10 +302,10 @@ impl Input {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::PssParams;
+    use crate::backend::PssParams;
 
-    fn mech(m: CK_MECHANISM_TYPE, params: MechParams) -> Mechanism {
-        Mechanism {
+    fn mech(m: CK_MECHANISM_TYPE, params: MechanismParams) -> RawMechanism {
+        RawMechanism {
             mechanism: m,
             params,
         }
@@ -319,12 +319,12 @@ mod tests {
             s_len: 32,
         };
         assert_eq!(
-            parse(&mech(CKM_RSA_PKCS_PSS, MechParams::Pss(good))),
-            Ok(Mech::RsaPss)
+            parse(&mech(CKM_RSA_PKCS_PSS, MechanismParams::Pss(good))),
+            Ok(SignMechanism::RsaPss)
         );
         assert_eq!(
-            parse(&mech(CKM_SHA256_RSA_PKCS_PSS, MechParams::Pss(good))),
-            Ok(Mech::Sha256RsaPss)
+            parse(&mech(CKM_SHA256_RSA_PKCS_PSS, MechanismParams::Pss(good))),
+            Ok(SignMechanism::Sha256RsaPss)
         );
         for bad in [
             PssParams { s_len: 20, ..good },
@@ -338,51 +338,51 @@ mod tests {
             },
         ] {
             assert_eq!(
-                parse(&mech(CKM_RSA_PKCS_PSS, MechParams::Pss(bad))),
+                parse(&mech(CKM_RSA_PKCS_PSS, MechanismParams::Pss(bad))),
                 Err(CkError::MechanismParamInvalid)
             );
         }
         assert_eq!(
-            parse(&mech(CKM_RSA_PKCS_PSS, MechParams::None)),
+            parse(&mech(CKM_RSA_PKCS_PSS, MechanismParams::None)),
             Err(CkError::MechanismParamInvalid)
         );
         assert_eq!(
-            parse(&mech(CKM_RSA_PKCS, MechParams::Other(vec![1]))),
+            parse(&mech(CKM_RSA_PKCS, MechanismParams::Other(vec![1]))),
             Err(CkError::MechanismParamInvalid)
         );
         assert_eq!(
-            parse(&mech(CKM_RSA_X_509, MechParams::None)),
+            parse(&mech(CKM_RSA_X_509, MechanismParams::None)),
             Err(CkError::MechanismInvalid)
         );
         assert_eq!(
-            parse(&mech(CKM_SHA384_RSA_PKCS, MechParams::None)),
-            Ok(Mech::HashRsaPkcs(HashAlg::Sha384))
+            parse(&mech(CKM_SHA384_RSA_PKCS, MechanismParams::None)),
+            Ok(SignMechanism::HashRsaPkcs(HashAlg::Sha384))
         );
     }
 
     #[test]
     fn card_inputs() {
-        let (mode, input) = Mech::HashRsaPkcs(HashAlg::Sha256)
+        let (mode, input) = SignMechanism::HashRsaPkcs(HashAlg::Sha256)
             .card_input(&[7; 32], 256)
             .unwrap();
         assert_eq!(mode, SignMode::Pkcs1Raw);
         assert_eq!(input.len(), 19 + 32);
         assert_eq!(&input[19..], &[7; 32]);
         assert_eq!(
-            Mech::RsaPkcs.card_input(&[1; 246], 256),
+            SignMechanism::RsaPkcs.card_input(&[1; 246], 256),
             Err(CkError::DataLenRange)
         );
-        assert!(Mech::RsaPkcs.card_input(&[1; 245], 256).is_ok());
+        assert!(SignMechanism::RsaPkcs.card_input(&[1; 245], 256).is_ok());
         assert_eq!(
-            Mech::RsaPkcs.card_input(&[], 256),
-            Err(CkError::DataLenRange)
-        );
-        assert_eq!(
-            Mech::RsaPss.card_input(&[1; 31], 256),
+            SignMechanism::RsaPkcs.card_input(&[], 256),
             Err(CkError::DataLenRange)
         );
         assert_eq!(
-            Mech::RsaPss.card_input(&[1; 32], 256).unwrap().0,
+            SignMechanism::RsaPss.card_input(&[1; 31], 256),
+            Err(CkError::DataLenRange)
+        );
+        assert_eq!(
+            SignMechanism::RsaPss.card_input(&[1; 32], 256).unwrap().0,
             SignMode::PssSha256Hash
         );
     }

@@ -17,7 +17,7 @@ pub mod mechanism;
 pub mod objects;
 
 use crate::card::apdu::{hex, Exchange};
-use crate::card::jpki::{self, KeyRef, PinTries, Sfi, SignMode};
+use crate::card::jpki::{self, KeyPair, PinTries, Sfi, SignMode};
 use crate::card::CardChannel;
 use crate::error::Error;
 use crate::secret::SecretBuf;
@@ -25,19 +25,20 @@ use cert::Cert;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// What is known about one token (one key pair) of a bound card.
+/// What is known about one token (one key pair) of a bound card. Private: the login state is
+/// read and changed only through [`BoundCard`]'s methods (`is_logged_in`, `login`, `logout`).
 #[derive(Default)]
-pub struct TokenState {
+struct TokenState {
     /// The PIN of a logged-in user, held to re-verify inside later transactions (wiped when
     /// dropped, not in core dumps).
-    pub pin: Option<SecretBuf>,
+    pin: Option<SecretBuf>,
     /// Tries left, as last read from the card.
-    pub tries: Option<PinTries>,
+    tries: Option<PinTries>,
     /// The key pair's certificate, once read. The signature certificate (personal data) is
     /// kept only while logged in (see [`BoundCard::logout`]).
-    pub cert: Option<Arc<Cert>>,
+    cert: Option<Arc<Cert>>,
     /// The issuing CA's certificate, once read.
-    pub ca: Option<Arc<Cert>>,
+    ca: Option<Arc<Cert>>,
 }
 
 /// The PIN a card last refused for one of its keys: a salted hash of it (see
@@ -57,7 +58,7 @@ static REFUSED: once_cell::sync::Lazy<parking_lot::Mutex<HashMap<RefusedKey, Ref
     once_cell::sync::Lazy::new(Default::default);
 
 /// A card's identity (see [`BoundCard::identity`]) and one of its keys.
-type RefusedKey = ([u8; 32], KeyRef);
+type RefusedKey = ([u8; 32], KeyPair);
 
 /// Forgets every refused PIN (in-process tests, which reuse one virtual card's identity).
 #[cfg(test)]
@@ -101,10 +102,10 @@ pub struct BoundCard {
 }
 
 /// Index of a key's token state.
-fn ix(key: KeyRef) -> usize {
+fn ix(key: KeyPair) -> usize {
     match key {
-        KeyRef::Auth => 0,
-        KeyRef::Sign => 1,
+        KeyPair::Auth => 0,
+        KeyPair::Sign => 1,
     }
 }
 
@@ -122,7 +123,7 @@ impl BoundCard {
             sfi: Sfi::default(),
             identity: [0; 32],
         };
-        let head = card.run_sfi(|x, sfi| jpki::read_head(x, KeyRef::Auth.cert_ef(), sfi))?;
+        let head = card.run_sfi(|x, sfi| jpki::read_head(x, KeyPair::Auth.cert_ef(), sfi))?;
         card.identity = {
             use sha2::{Digest, Sha256};
             Sha256::digest(&head).into()
@@ -135,12 +136,35 @@ impl BoundCard {
         Ok(card)
     }
 
-    pub fn token(&self, key: KeyRef) -> &TokenState {
+    fn token(&self, key: KeyPair) -> &TokenState {
         &self.tokens[ix(key)]
     }
 
-    pub fn token_mut(&mut self, key: KeyRef) -> &mut TokenState {
+    fn token_mut(&mut self, key: KeyPair) -> &mut TokenState {
         &mut self.tokens[ix(key)]
+    }
+
+    /// Whether `key`'s token is logged in (its PIN is held).
+    pub fn is_logged_in(&self, key: KeyPair) -> bool {
+        self.token(key).pin.is_some()
+    }
+
+    /// The PIN held for `key`'s logged-in user, to present inside a later transaction.
+    pub fn held_pin(&self, key: KeyPair) -> Option<&SecretBuf> {
+        self.token(key).pin.as_ref()
+    }
+
+    /// Tries left on `key`'s PIN, as last read from the card (`None`: not read yet).
+    pub fn tries(&self, key: KeyPair) -> Option<PinTries> {
+        self.token(key).tries
+    }
+
+    /// Logs `key`'s token in: presents `pin` (normalized) once, as [`BoundCard::verify_pin`],
+    /// and on success holds it for later transactions.
+    pub fn login(&mut self, key: KeyPair, pin: SecretBuf) -> Result<(), Error> {
+        self.verify_pin(key, &pin)?;
+        self.token_mut(key).pin = Some(pin);
+        Ok(())
     }
 
     /// Runs `f` inside one transaction, after selecting the JPKI application. If `f` presented a
@@ -174,7 +198,7 @@ impl BoundCard {
     /// cannot, the call fails with [`Error::NotLocked`] and the failure is logged.
     fn run_keyed<T>(
         &mut self,
-        key: Option<KeyRef>,
+        key: Option<KeyPair>,
         f: impl FnOnce(&mut Exchange<'_>, &mut Sfi) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let mut sfi = self.sfi;
@@ -227,10 +251,10 @@ impl BoundCard {
     /// (For the authentication key nothing harmless tells: on a card whose empty VERIFY answers
     /// `63Cx` even when verified, the power-off itself is what locked it.) Any other outcome is
     /// an error, logged: the module never assumes the card locked.
-    fn confirm_locked(&mut self, key: Option<KeyRef>) -> Result<(), Error> {
+    fn confirm_locked(&mut self, key: Option<KeyPair>) -> Result<(), Error> {
         let keys = match key {
             Some(k) => vec![k],
-            None => vec![KeyRef::Auth, KeyRef::Sign],
+            None => vec![KeyPair::Auth, KeyPair::Sign],
         };
         let mut sfi = self.sfi;
         let checked = match self.chan.transaction() {
@@ -243,7 +267,7 @@ impl BoundCard {
                         if jpki::pin_tries(&mut x, k, &mut sfi)? == PinTries::Unknown {
                             return Err(Error::NotLocked);
                         }
-                        if k == KeyRef::Sign {
+                        if k == KeyPair::Sign {
                             jpki::select_ef(&mut x, k.cert_ef())?;
                             match jpki::read_binary(&mut x, 0, 1) {
                                 Err(Error::Status(0x6982)) => {}
@@ -280,7 +304,7 @@ impl BoundCard {
     /// Reads the tries left on `key`'s PIN (costs no try) and remembers them.
     /// [`PinTries::Unknown`] when the card was found unlocked (it is locked again before this
     /// returns).
-    pub fn refresh_tries(&mut self, key: KeyRef) -> Result<PinTries, Error> {
+    pub fn refresh_tries(&mut self, key: KeyPair) -> Result<PinTries, Error> {
         let tries = self.run_keyed(Some(key), |x, sfi| jpki::pin_tries(x, key, sfi))?;
         let mut refused = REFUSED.lock();
         if refused
@@ -298,7 +322,7 @@ impl BoundCard {
 
     /// Remembers what a VERIFY of `pin` says: the tries left, and whether the card refused
     /// that PIN.
-    fn note_verify_result(&mut self, key: KeyRef, pin: &[u8], res: &Result<(), Error>) {
+    fn note_verify_result(&mut self, key: KeyPair, pin: &[u8], res: &Result<(), Error>) {
         let id = (self.identity, key);
         match res {
             Ok(()) => {
@@ -320,7 +344,7 @@ impl BoundCard {
     /// the very PIN the card refused last for this key while its counter has not moved since
     /// (also in an earlier initialization of the module in this process). Applications (NSS,
     /// for one) may present the same wrong PIN again and again; each time would cost a try.
-    fn precheck(&mut self, key: KeyRef, pin: &[u8]) -> Result<(), Error> {
+    fn precheck(&mut self, key: KeyPair, pin: &[u8]) -> Result<(), Error> {
         if self.token(key).tries == Some(PinTries::Blocked) {
             return Err(Error::Status(0x6984));
         }
@@ -358,7 +382,7 @@ impl BoundCard {
     /// transaction; what the VERIFY said is remembered (tries left, a refused PIN).
     fn with_pin<T>(
         &mut self,
-        key: KeyRef,
+        key: KeyPair,
         pin: &[u8],
         f: impl FnOnce(&mut Exchange<'_>, &mut Sfi) -> Result<T, Error>,
     ) -> Result<T, Error> {
@@ -376,9 +400,9 @@ impl BoundCard {
     /// Presents `pin` (normalized) for `key` once. On success, also reads the key's certificate
     /// if it is not cached yet, in the same transaction (the signature certificate can only be
     /// read while the password is verified). Does not keep the PIN: the caller does.
-    pub fn verify_pin(&mut self, key: KeyRef, pin: &[u8]) -> Result<(), Error> {
+    pub fn verify_pin(&mut self, key: KeyPair, pin: &[u8]) -> Result<(), Error> {
         let need_cert = self.token(key).cert.is_none();
-        let head = if key == KeyRef::Auth {
+        let head = if key == KeyPair::Auth {
             self.auth_head.clone()
         } else {
             Vec::new()
@@ -393,7 +417,7 @@ impl BoundCard {
             Some(Ok(cert)) => self.token_mut(key).cert = Some(Arc::new(cert)),
             // Not a failed login. The head read at bind time may be what was wrong: the
             // certificate is read again, whole, when it is needed.
-            _ if need_cert && key == KeyRef::Auth => self.auth_head.clear(),
+            _ if need_cert && key == KeyPair::Auth => self.auth_head.clear(),
             _ => {}
         }
         Ok(())
@@ -401,17 +425,17 @@ impl BoundCard {
 
     /// The certificate of `key`, read from the card on first use. The signature certificate can
     /// only be read with the PIN, so `pin` must be given for it.
-    pub fn cert(&mut self, key: KeyRef, pin: Option<&[u8]>) -> Result<Arc<Cert>, Error> {
+    pub fn cert(&mut self, key: KeyPair, pin: Option<&[u8]>) -> Result<Arc<Cert>, Error> {
         if let Some(c) = &self.token(key).cert {
             return Ok(c.clone());
         }
-        let head = if key == KeyRef::Auth {
+        let head = if key == KeyPair::Auth {
             self.auth_head.clone()
         } else {
             Vec::new()
         };
         let der = match (key, pin) {
-            (KeyRef::Auth, _) => {
+            (KeyPair::Auth, _) => {
                 let read = self.run_sfi(|x, sfi| jpki::read_der_file(x, key.cert_ef(), &head, sfi));
                 match read.and_then(Cert::parse) {
                     Ok(cert) => {
@@ -428,18 +452,28 @@ impl BoundCard {
                     Err(e) => return Err(e),
                 }
             }
-            (KeyRef::Sign, Some(pin)) => self.with_pin(key, pin, |x, sfi| {
+            (KeyPair::Sign, Some(pin)) => self.with_pin(key, pin, |x, sfi| {
                 jpki::read_der_file(x, key.cert_ef(), &[], sfi)
             }),
-            (KeyRef::Sign, None) => return Err(Error::Status(0x6982)),
+            (KeyPair::Sign, None) => return Err(Error::Status(0x6982)),
         };
         let cert = Arc::new(Cert::parse(der?)?);
         self.token_mut(key).cert = Some(cert.clone());
         Ok(cert)
     }
 
+    /// The certificate of `key`'s own key pair: cached, or read with the held PIN (the
+    /// signature certificate can be read only while logged in).
+    pub fn own_cert(&mut self, key: KeyPair) -> Result<Arc<Cert>, Error> {
+        if let Some(c) = &self.token(key).cert {
+            return Ok(c.clone());
+        }
+        let pin = self.token(key).pin.clone();
+        self.cert(key, pin.as_deref())
+    }
+
     /// The issuing CA certificate of `key`, read from the card on first use.
-    pub fn ca_cert(&mut self, key: KeyRef) -> Result<Arc<Cert>, Error> {
+    pub fn ca_cert(&mut self, key: KeyPair) -> Result<Arc<Cert>, Error> {
         if let Some(c) = &self.token(key).ca {
             return Ok(c.clone());
         }
@@ -453,7 +487,7 @@ impl BoundCard {
     /// signature before handing it out.
     pub fn sign(
         &mut self,
-        key: KeyRef,
+        key: KeyPair,
         pin: &[u8],
         mode: SignMode,
         data: &[u8],
@@ -472,16 +506,22 @@ impl BoundCard {
         self.run(|x| jpki::random(x, len))
     }
 
-    /// Changes `key`'s PIN: presents `old`, then sets `new` (both normalized).
-    pub fn change_pin(&mut self, key: KeyRef, old: &[u8], new: &[u8]) -> Result<(), Error> {
-        self.with_pin(key, old, |x, _| jpki::change_pin(x, key, new))
+    /// Changes `key`'s PIN: presents `old`, then sets `new` (both normalized). A logged-in
+    /// token then holds the new PIN.
+    pub fn change_pin(&mut self, key: KeyPair, old: &[u8], new: &[u8]) -> Result<(), Error> {
+        self.with_pin(key, old, |x, _| jpki::change_pin(x, key, new))?;
+        let t = self.token_mut(key);
+        if t.pin.is_some() {
+            t.pin = Some(SecretBuf::from_slice(new));
+        }
+        Ok(())
     }
 
     /// Ends the login of `key`'s token: forgets the PIN and, for the signature token, the
     /// certificate (personal data), both wiped. Whether a PIN was held.
-    pub fn logout(&mut self, key: KeyRef) -> bool {
+    pub fn logout(&mut self, key: KeyPair) -> bool {
         let t = self.token_mut(key);
-        if key == KeyRef::Sign {
+        if key == KeyPair::Sign {
             t.cert = None;
         }
         t.pin.take().is_some()
@@ -489,7 +529,7 @@ impl BoundCard {
 
     /// Forgets every PIN and the personal data (signature certificate) of this card.
     pub fn forget_secrets(&mut self) {
-        for key in [KeyRef::Auth, KeyRef::Sign] {
+        for key in [KeyPair::Auth, KeyPair::Sign] {
             self.logout(key);
         }
     }

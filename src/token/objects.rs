@@ -14,15 +14,15 @@
 //! client authentication.
 
 use super::cert::Cert;
-use crate::api::AttrValue;
-use crate::card::jpki::KeyRef;
+use crate::backend::AttrValue;
+use crate::card::jpki::KeyPair;
 use crate::error::CkResult;
 use cryptoki_sys::*;
 use sha1::{Digest, Sha1};
 
 /// An object of a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Obj {
+pub enum ObjectKind {
     Cert,
     PublicKey,
     PrivateKey,
@@ -30,91 +30,95 @@ pub enum Obj {
     Profile,
 }
 
-pub const ALL: [Obj; 5] = [
-    Obj::Cert,
-    Obj::PublicKey,
-    Obj::PrivateKey,
-    Obj::CaCert,
-    Obj::Profile,
+pub const ALL: [ObjectKind; 5] = [
+    ObjectKind::Cert,
+    ObjectKind::PublicKey,
+    ObjectKind::PrivateKey,
+    ObjectKind::CaCert,
+    ObjectKind::Profile,
 ];
 
-impl Obj {
-    pub fn handle(self, key: KeyRef) -> CK_OBJECT_HANDLE {
+impl ObjectKind {
+    pub fn handle(self, key: KeyPair) -> CK_OBJECT_HANDLE {
         let base = match key {
-            KeyRef::Auth => 0,
-            KeyRef::Sign => 10,
+            KeyPair::Auth => 0,
+            KeyPair::Sign => 10,
         };
         base + match self {
-            Obj::Cert => 1,
-            Obj::PublicKey => 2,
-            Obj::PrivateKey => 3,
-            Obj::CaCert => 4,
-            Obj::Profile => 5,
+            ObjectKind::Cert => 1,
+            ObjectKind::PublicKey => 2,
+            ObjectKind::PrivateKey => 3,
+            ObjectKind::CaCert => 4,
+            ObjectKind::Profile => 5,
         }
     }
 
-    pub fn from_handle(key: KeyRef, h: CK_OBJECT_HANDLE) -> Option<Obj> {
+    pub fn from_handle(key: KeyPair, h: CK_OBJECT_HANDLE) -> Option<ObjectKind> {
         ALL.into_iter().find(|o| o.handle(key) == h)
     }
 
     pub fn class(self) -> CK_OBJECT_CLASS {
         match self {
-            Obj::Cert | Obj::CaCert => CKO_CERTIFICATE,
-            Obj::PublicKey => CKO_PUBLIC_KEY,
-            Obj::PrivateKey => CKO_PRIVATE_KEY,
-            Obj::Profile => CKO_PROFILE,
+            ObjectKind::Cert | ObjectKind::CaCert => CKO_CERTIFICATE,
+            ObjectKind::PublicKey => CKO_PUBLIC_KEY,
+            ObjectKind::PrivateKey => CKO_PRIVATE_KEY,
+            ObjectKind::Profile => CKO_PROFILE,
         }
     }
 
     /// Private objects are visible only to a logged-in user.
-    pub fn private(self, key: KeyRef) -> bool {
+    pub fn private(self, key: KeyPair) -> bool {
         match self {
-            Obj::PrivateKey => true,
-            Obj::Cert | Obj::PublicKey => key == KeyRef::Sign,
-            Obj::CaCert | Obj::Profile => false,
+            ObjectKind::PrivateKey => true,
+            ObjectKind::Cert | ObjectKind::PublicKey => key == KeyPair::Sign,
+            ObjectKind::CaCert | ObjectKind::Profile => false,
         }
     }
 
-    pub fn visible(self, key: KeyRef, logged_in: bool) -> bool {
+    pub fn visible(self, key: KeyPair, logged_in: bool) -> bool {
         logged_in || !self.private(key)
     }
 
     /// Which certificate the object's attributes come from, if any.
-    pub fn source(self) -> Option<Source> {
+    pub fn source(self) -> Option<CertSource> {
         match self {
-            Obj::Cert | Obj::PublicKey | Obj::PrivateKey => Some(Source::Own),
-            Obj::CaCert => Some(Source::Ca),
-            Obj::Profile => None,
+            ObjectKind::Cert | ObjectKind::PublicKey | ObjectKind::PrivateKey => {
+                Some(CertSource::KeyPair)
+            }
+            ObjectKind::CaCert => Some(CertSource::Ca),
+            ObjectKind::Profile => None,
         }
     }
 }
 
 /// The certificate an object is built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Own,
+pub enum CertSource {
+    /// The certificate of the token's own key pair.
+    KeyPair,
+    /// The issuing CA's certificate.
     Ca,
 }
 
 /// `CKA_ID` of a token's key pair, and of its CA certificate.
-pub fn id(key: KeyRef, obj: Obj) -> Vec<u8> {
+pub fn id(key: KeyPair, obj: ObjectKind) -> Vec<u8> {
     match (key, obj) {
-        (KeyRef::Auth, Obj::CaCert) => vec![0x03],
-        (KeyRef::Sign, Obj::CaCert) => vec![0x04],
-        (KeyRef::Auth, _) => vec![0x01],
-        (KeyRef::Sign, _) => vec![0x02],
+        (KeyPair::Auth, ObjectKind::CaCert) => vec![0x03],
+        (KeyPair::Sign, ObjectKind::CaCert) => vec![0x04],
+        (KeyPair::Auth, _) => vec![0x01],
+        (KeyPair::Sign, _) => vec![0x02],
     }
 }
 
 /// `CKA_LABEL`: the same for a key pair's certificate, public and private key.
-pub fn label(key: KeyRef, obj: Obj) -> &'static str {
+pub fn label(key: KeyPair, obj: ObjectKind) -> &'static str {
     match (key, obj) {
-        (KeyRef::Auth, Obj::CaCert) => "User Authentication CA",
-        (KeyRef::Sign, Obj::CaCert) => "Digital Signature CA",
-        (KeyRef::Auth, Obj::Profile) => "User Authentication Profile",
-        (KeyRef::Sign, Obj::Profile) => "Digital Signature Profile",
-        (KeyRef::Auth, _) => "User Authentication",
-        (KeyRef::Sign, _) => "Digital Signature",
+        (KeyPair::Auth, ObjectKind::CaCert) => "User Authentication CA",
+        (KeyPair::Sign, ObjectKind::CaCert) => "Digital Signature CA",
+        (KeyPair::Auth, ObjectKind::Profile) => "User Authentication Profile",
+        (KeyPair::Sign, ObjectKind::Profile) => "Digital Signature Profile",
+        (KeyPair::Auth, _) => "User Authentication",
+        (KeyPair::Sign, _) => "Digital Signature",
     }
 }
 
@@ -131,9 +135,9 @@ fn bytes(v: &[u8]) -> AttrValue {
 }
 
 /// Attributes that need no certificate, or `None` if `ty` needs one (or does not exist).
-pub fn static_attr(key: KeyRef, obj: Obj, ty: CK_ATTRIBUTE_TYPE) -> Option<AttrValue> {
-    let is_key = matches!(obj, Obj::PublicKey | Obj::PrivateKey);
-    let is_cert = matches!(obj, Obj::Cert | Obj::CaCert);
+pub fn static_attr(key: KeyPair, obj: ObjectKind, ty: CK_ATTRIBUTE_TYPE) -> Option<AttrValue> {
+    let is_key = matches!(obj, ObjectKind::PublicKey | ObjectKind::PrivateKey);
+    let is_cert = matches!(obj, ObjectKind::Cert | ObjectKind::CaCert);
     let v = match ty {
         CKA_CLASS => ul(obj.class()),
         CKA_TOKEN => b(true),
@@ -141,12 +145,12 @@ pub fn static_attr(key: KeyRef, obj: Obj, ty: CK_ATTRIBUTE_TYPE) -> Option<AttrV
         CKA_MODIFIABLE | CKA_COPYABLE | CKA_DESTROYABLE => b(false),
         CKA_LABEL => bytes(label(key, obj).as_bytes()),
         CKA_UNIQUE_ID => bytes(format!("{}", obj.handle(key)).as_bytes()),
-        CKA_PROFILE_ID if obj == Obj::Profile => ul(CKP_PUBLIC_CERTIFICATES_TOKEN),
-        CKA_ID if obj != Obj::Profile => bytes(&id(key, obj)),
+        CKA_PROFILE_ID if obj == ObjectKind::Profile => ul(CKP_PUBLIC_CERTIFICATES_TOKEN),
+        CKA_ID if obj != ObjectKind::Profile => bytes(&id(key, obj)),
         // Certificates.
         CKA_CERTIFICATE_TYPE if is_cert => ul(CKC_X_509),
         CKA_TRUSTED if is_cert => b(false),
-        CKA_CERTIFICATE_CATEGORY if is_cert => ul(if obj == Obj::CaCert {
+        CKA_CERTIFICATE_CATEGORY if is_cert => ul(if obj == ObjectKind::CaCert {
             CK_CERTIFICATE_CATEGORY_AUTHORITY
         } else {
             CK_CERTIFICATE_CATEGORY_TOKEN_USER
@@ -168,22 +172,24 @@ pub fn static_attr(key: KeyRef, obj: Obj, ty: CK_ATTRIBUTE_TYPE) -> Option<AttrV
                 .collect(),
         ),
         CKA_MODULUS_BITS if is_key => ul(super::mechanism::KEY_BITS),
-        CKA_ENCRYPT | CKA_WRAP | CKA_VERIFY_RECOVER if obj == Obj::PublicKey => b(false),
-        CKA_VERIFY if obj == Obj::PublicKey => b(true),
-        CKA_TRUSTED if obj == Obj::PublicKey => b(false),
-        CKA_SIGN if obj == Obj::PrivateKey => b(true),
+        CKA_ENCRYPT | CKA_WRAP | CKA_VERIFY_RECOVER if obj == ObjectKind::PublicKey => b(false),
+        CKA_VERIFY if obj == ObjectKind::PublicKey => b(true),
+        CKA_TRUSTED if obj == ObjectKind::PublicKey => b(false),
+        CKA_SIGN if obj == ObjectKind::PrivateKey => b(true),
         CKA_DECRYPT | CKA_UNWRAP | CKA_SIGN_RECOVER | CKA_EXTRACTABLE | CKA_WRAP_WITH_TRUSTED
-            if obj == Obj::PrivateKey =>
+            if obj == ObjectKind::PrivateKey =>
         {
             b(false)
         }
-        CKA_SENSITIVE | CKA_ALWAYS_SENSITIVE | CKA_NEVER_EXTRACTABLE if obj == Obj::PrivateKey => {
+        CKA_SENSITIVE | CKA_ALWAYS_SENSITIVE | CKA_NEVER_EXTRACTABLE
+            if obj == ObjectKind::PrivateKey =>
+        {
             b(true)
         }
-        CKA_ALWAYS_AUTHENTICATE if obj == Obj::PrivateKey => b(key == KeyRef::Sign),
+        CKA_ALWAYS_AUTHENTICATE if obj == ObjectKind::PrivateKey => b(key == KeyPair::Sign),
         CKA_PRIVATE_EXPONENT | CKA_PRIME_1 | CKA_PRIME_2 | CKA_EXPONENT_1 | CKA_EXPONENT_2
         | CKA_COEFFICIENT
-            if obj == Obj::PrivateKey =>
+            if obj == ObjectKind::PrivateKey =>
         {
             AttrValue::Sensitive
         }
@@ -194,9 +200,9 @@ pub fn static_attr(key: KeyRef, obj: Obj, ty: CK_ATTRIBUTE_TYPE) -> Option<AttrV
 
 /// Attributes that come from the certificate. The values are copies, wiped when the
 /// [`AttrValue`] is dropped.
-pub fn cert_attr(obj: Obj, ty: CK_ATTRIBUTE_TYPE, cert: &Cert) -> AttrValue {
-    let is_key = matches!(obj, Obj::PublicKey | Obj::PrivateKey);
-    let is_cert = matches!(obj, Obj::Cert | Obj::CaCert);
+pub fn cert_attr(obj: ObjectKind, ty: CK_ATTRIBUTE_TYPE, cert: &Cert) -> AttrValue {
+    let is_key = matches!(obj, ObjectKind::PublicKey | ObjectKind::PrivateKey);
+    let is_cert = matches!(obj, ObjectKind::Cert | ObjectKind::CaCert);
     match ty {
         CKA_SUBJECT if is_cert || is_key => bytes(cert.subject()),
         CKA_ISSUER if is_cert => bytes(cert.issuer()),
@@ -211,16 +217,16 @@ pub fn cert_attr(obj: Obj, ty: CK_ATTRIBUTE_TYPE, cert: &Cert) -> AttrValue {
 }
 
 /// Whether `ty` can only be answered from a certificate.
-pub fn needs_cert(key: KeyRef, obj: Obj, ty: CK_ATTRIBUTE_TYPE) -> bool {
+pub fn needs_cert(key: KeyPair, obj: ObjectKind, ty: CK_ATTRIBUTE_TYPE) -> bool {
     static_attr(key, obj, ty).is_none() && obj.source().is_some()
 }
 
 /// Answers one attribute, reading the certificate through `load` only if needed.
 pub fn attr(
-    key: KeyRef,
-    obj: Obj,
+    key: KeyPair,
+    obj: ObjectKind,
     ty: CK_ATTRIBUTE_TYPE,
-    load: &mut dyn FnMut(Source) -> CkResult<std::sync::Arc<Cert>>,
+    load: &mut dyn FnMut(CertSource) -> CkResult<std::sync::Arc<Cert>>,
 ) -> CkResult<AttrValue> {
     if let Some(v) = static_attr(key, obj, ty) {
         return Ok(v);
@@ -254,63 +260,78 @@ mod tests {
 
     #[test]
     fn handles_round_trip_and_do_not_collide() {
-        for key in [KeyRef::Auth, KeyRef::Sign] {
+        for key in [KeyPair::Auth, KeyPair::Sign] {
             for o in ALL {
-                assert_eq!(Obj::from_handle(key, o.handle(key)), Some(o));
+                assert_eq!(ObjectKind::from_handle(key, o.handle(key)), Some(o));
             }
         }
-        assert_eq!(Obj::from_handle(KeyRef::Sign, 1), None);
-        assert_eq!(Obj::from_handle(KeyRef::Auth, 11), None);
-        assert_eq!(Obj::from_handle(KeyRef::Auth, 0), None);
+        assert_eq!(ObjectKind::from_handle(KeyPair::Sign, 1), None);
+        assert_eq!(ObjectKind::from_handle(KeyPair::Auth, 11), None);
+        assert_eq!(ObjectKind::from_handle(KeyPair::Auth, 0), None);
     }
 
     #[test]
     fn visibility() {
-        assert!(Obj::Cert.visible(KeyRef::Auth, false));
-        assert!(!Obj::PrivateKey.visible(KeyRef::Auth, false));
-        assert!(!Obj::Cert.visible(KeyRef::Sign, false));
-        assert!(!Obj::PublicKey.visible(KeyRef::Sign, false));
-        assert!(Obj::CaCert.visible(KeyRef::Sign, false));
-        assert!(Obj::Profile.visible(KeyRef::Sign, false));
-        assert!(Obj::Cert.visible(KeyRef::Sign, true));
+        assert!(ObjectKind::Cert.visible(KeyPair::Auth, false));
+        assert!(!ObjectKind::PrivateKey.visible(KeyPair::Auth, false));
+        assert!(!ObjectKind::Cert.visible(KeyPair::Sign, false));
+        assert!(!ObjectKind::PublicKey.visible(KeyPair::Sign, false));
+        assert!(ObjectKind::CaCert.visible(KeyPair::Sign, false));
+        assert!(ObjectKind::Profile.visible(KeyPair::Sign, false));
+        assert!(ObjectKind::Cert.visible(KeyPair::Sign, true));
     }
 
     #[test]
     fn static_attributes() {
         assert_eq!(
-            static_attr(KeyRef::Sign, Obj::PrivateKey, CKA_ALWAYS_AUTHENTICATE),
+            static_attr(
+                KeyPair::Sign,
+                ObjectKind::PrivateKey,
+                CKA_ALWAYS_AUTHENTICATE
+            ),
             Some(b(true))
         );
         assert_eq!(
-            static_attr(KeyRef::Auth, Obj::PrivateKey, CKA_ALWAYS_AUTHENTICATE),
+            static_attr(
+                KeyPair::Auth,
+                ObjectKind::PrivateKey,
+                CKA_ALWAYS_AUTHENTICATE
+            ),
             Some(b(false))
         );
         assert_eq!(
-            static_attr(KeyRef::Auth, Obj::PrivateKey, CKA_EXTRACTABLE),
+            static_attr(KeyPair::Auth, ObjectKind::PrivateKey, CKA_EXTRACTABLE),
             Some(b(false))
         );
         assert_eq!(
-            static_attr(KeyRef::Auth, Obj::PrivateKey, CKA_PRIVATE_EXPONENT),
+            static_attr(KeyPair::Auth, ObjectKind::PrivateKey, CKA_PRIVATE_EXPONENT),
             Some(AttrValue::Sensitive)
         );
         assert_eq!(
-            static_attr(KeyRef::Auth, Obj::Profile, CKA_PROFILE_ID),
+            static_attr(KeyPair::Auth, ObjectKind::Profile, CKA_PROFILE_ID),
             Some(ul(CKP_PUBLIC_CERTIFICATES_TOKEN))
         );
-        assert_eq!(static_attr(KeyRef::Auth, Obj::Profile, CKA_ID), None);
         assert_eq!(
-            static_attr(KeyRef::Auth, Obj::CaCert, CKA_CERTIFICATE_CATEGORY),
+            static_attr(KeyPair::Auth, ObjectKind::Profile, CKA_ID),
+            None
+        );
+        assert_eq!(
+            static_attr(KeyPair::Auth, ObjectKind::CaCert, CKA_CERTIFICATE_CATEGORY),
             Some(ul(CK_CERTIFICATE_CATEGORY_AUTHORITY))
         );
         assert_eq!(
-            static_attr(KeyRef::Auth, Obj::Cert, CKA_ID),
-            static_attr(KeyRef::Auth, Obj::PrivateKey, CKA_ID)
+            static_attr(KeyPair::Auth, ObjectKind::Cert, CKA_ID),
+            static_attr(KeyPair::Auth, ObjectKind::PrivateKey, CKA_ID)
         );
         assert_eq!(
-            static_attr(KeyRef::Auth, Obj::Cert, CKA_LABEL),
-            static_attr(KeyRef::Auth, Obj::PublicKey, CKA_LABEL)
+            static_attr(KeyPair::Auth, ObjectKind::Cert, CKA_LABEL),
+            static_attr(KeyPair::Auth, ObjectKind::PublicKey, CKA_LABEL)
         );
-        assert!(needs_cert(KeyRef::Auth, Obj::PrivateKey, CKA_MODULUS));
-        assert!(!needs_cert(KeyRef::Auth, Obj::Profile, CKA_MODULUS));
+        assert!(needs_cert(
+            KeyPair::Auth,
+            ObjectKind::PrivateKey,
+            CKA_MODULUS
+        ));
+        assert!(!needs_cert(KeyPair::Auth, ObjectKind::Profile, CKA_MODULUS));
     }
 }

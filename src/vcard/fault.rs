@@ -1,5 +1,5 @@
 //! Fault injection in the virtual card: a misbehaving card or reader, for the reliability tests
-//! (`src/reliability_tests.rs`) and, from the command line, `jpki virtual-card --fault SPEC`.
+//! (`src/backend/tests/reliability.rs`) and, from the command line, `jpki virtual-card --fault SPEC`.
 //!
 //! A fault changes how [`super::VirtualCard::transmit`] answers; the card's own state machine is
 //! untouched, so clearing the fault gives the healthy card back (counters and PINs as the faulty

@@ -1,18 +1,18 @@
 //! The virtual card's command traces of the benchmark's flows, compared byte for byte with
-//! `src/golden/apdu_traces.txt`: a restructuring of the module that changes what reaches the
+//! `src/backend/tests/golden/apdu_traces.txt`: a restructuring of the module that changes what reaches the
 //! card (an APDU more, another order, another form) fails here. After a deliberate change,
-//! regenerate the file with `JPKI_UPDATE_GOLDEN=1 cargo test --lib trace_tests` and review its
+//! regenerate the file with `JPKI_UPDATE_GOLDEN=1 cargo test --lib backend::tests::traces` and review its
 //! diff. Commands only (the card's answers hold random bytes: PSS salts, GET CHALLENGE); the PIN
 //! bytes of VERIFY are masked by the card's log.
 
-use crate::api::{self, Template};
-use crate::test_support::*;
+use crate::backend::tests::support::*;
+use crate::backend::{self, Template};
 use cryptoki_sys::*;
 use std::fmt::Write;
 
 const AUTH_SLOT: CK_SLOT_ID = 0;
 const SIGN_SLOT: CK_SLOT_ID = 1;
-const GOLDEN: &str = "src/golden/apdu_traces.txt";
+const GOLDEN: &str = "src/backend/tests/golden/apdu_traces.txt";
 
 /// The commands the card saw while `f` ran, one hex line each (power events kept).
 fn trace(fx: &Fixture, f: impl FnOnce()) -> Vec<String> {
@@ -25,9 +25,9 @@ fn trace(fx: &Fixture, f: impl FnOnce()) -> Vec<String> {
 }
 
 fn find(h: CK_SESSION_HANDLE, t: Template) -> Vec<CK_OBJECT_HANDLE> {
-    api::find_objects_init(h, t).unwrap();
-    let found = api::find_objects(h, 100).unwrap();
-    api::find_objects_final(h).unwrap();
+    backend::find_objects_init(h, t).unwrap();
+    let found = backend::find_objects(h, 100).unwrap();
+    backend::find_objects_final(h).unwrap();
     found
 }
 
@@ -43,9 +43,9 @@ fn apdu_traces_of_the_benchmark_flows_are_unchanged() {
     flows.push((
         "token listing",
         trace(&fx, || {
-            api::get_slot_list(true).unwrap();
-            api::get_token_info(AUTH_SLOT).unwrap();
-            api::get_token_info(SIGN_SLOT).unwrap();
+            backend::get_slot_list(true).unwrap();
+            backend::get_token_info(AUTH_SLOT).unwrap();
+            backend::get_token_info(SIGN_SLOT).unwrap();
         }),
     ));
     let a = fx.session(AUTH_SLOT);
@@ -53,7 +53,7 @@ fn apdu_traces_of_the_benchmark_flows_are_unchanged() {
         "objects of the authentication token",
         trace(&fx, || {
             for o in find(a, vec![]) {
-                let _ = api::get_attribute_value(
+                let _ = backend::get_attribute_value(
                     a,
                     o,
                     &[CKA_CLASS, CKA_LABEL, CKA_ID, CKA_VALUE, CKA_MODULUS],
@@ -64,47 +64,48 @@ fn apdu_traces_of_the_benchmark_flows_are_unchanged() {
     flows.push((
         "wrong PIN",
         trace(&fx, || {
-            assert!(api::login(a, CKU_USER, Some(b"0000")).is_err());
+            assert!(backend::login(a, CKU_USER, Some(b"0000")).is_err());
         }),
     ));
     flows.push((
         "login and 2 signatures with the authentication key (PKCS#1, PSS)",
         trace(&fx, || {
-            api::login(a, CKU_USER, Some(b"1234")).unwrap();
+            backend::login(a, CKU_USER, Some(b"1234")).unwrap();
             let key = private_key(a);
-            api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
-            api::sign(a, b"message").unwrap();
-            api::sign_init(a, &pss(CKM_SHA256_RSA_PKCS_PSS), key).unwrap();
-            api::sign(a, b"message").unwrap();
+            backend::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+            backend::sign(a, b"message").unwrap();
+            backend::sign_init(a, &pss(CKM_SHA256_RSA_PKCS_PSS), key).unwrap();
+            backend::sign(a, b"message").unwrap();
         }),
     ));
     let s = fx.session(SIGN_SLOT);
     flows.push((
         "login, certificate and 2 signatures with the signature key (context login each)",
         trace(&fx, || {
-            api::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
+            backend::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
             let cert = find(s, vec![(CKA_CLASS, CKO_CERTIFICATE.to_ne_bytes().to_vec())]);
-            api::get_attribute_value(s, cert[0], &[CKA_VALUE]).unwrap();
+            backend::get_attribute_value(s, cert[0], &[CKA_VALUE]).unwrap();
             let key = private_key(s);
             for _ in 0..2 {
-                api::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
-                api::login(s, CKU_CONTEXT_SPECIFIC, Some(b"JPKITEST1")).unwrap();
-                api::sign(s, b"message").unwrap();
+                backend::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+                backend::login(s, CKU_CONTEXT_SPECIFIC, Some(b"JPKITEST1")).unwrap();
+                backend::sign(s, b"message").unwrap();
             }
         }),
     ));
     flows.push((
         "random (32 bytes), logout, close",
         trace(&fx, || {
-            api::generate_random(a, 32).unwrap();
-            api::logout(a).unwrap();
-            api::logout(s).unwrap();
-            api::close_session(a).unwrap();
-            api::close_session(s).unwrap();
+            backend::generate_random(a, 32).unwrap();
+            backend::logout(a).unwrap();
+            backend::logout(s).unwrap();
+            backend::close_session(a).unwrap();
+            backend::close_session(s).unwrap();
         }),
     ));
-    let mut text =
-        String::from("# APDU commands per flow (src/trace_tests.rs); VERIFY data masked\n");
+    let mut text = String::from(
+        "# APDU commands per flow (src/backend/tests/traces.rs); VERIFY data masked\n",
+    );
     for (name, cmds) in &flows {
         let _ = writeln!(text, "\n## {name} ({} APDUs)", cmds.len());
         for c in cmds {

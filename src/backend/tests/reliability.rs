@@ -13,9 +13,9 @@
 //! `cargo test --lib reliability -- --nocapture` prints the outcome counts per fault class
 //! (the figures in `docs/reliability.md`).
 
-use crate::api::{self, AttrValue, Mechanism};
+use crate::backend::tests::support::*;
+use crate::backend::{self, AttrValue, RawMechanism};
 use crate::error::{CkError, CkResult};
-use crate::test_support::*;
 use crate::vcard::{CertDamage, CertFile, Fault, VirtualCard};
 use cryptoki_sys::*;
 use parking_lot::Mutex;
@@ -45,10 +45,10 @@ const ALLOWED: [CkError; 10] = [
     CkError::MechanismInvalid,
 ];
 
-fn find(h: CK_SESSION_HANDLE, template: api::Template) -> CkResult<Vec<CK_OBJECT_HANDLE>> {
-    api::find_objects_init(h, template)?;
-    let found = api::find_objects(h, 100)?;
-    api::find_objects_final(h)?;
+fn find(h: CK_SESSION_HANDLE, template: backend::Template) -> CkResult<Vec<CK_OBJECT_HANDLE>> {
+    backend::find_objects_init(h, template)?;
+    let found = backend::find_objects(h, 100)?;
+    backend::find_objects_final(h)?;
     Ok(found)
 }
 
@@ -63,7 +63,7 @@ fn certificates(h: CK_SESSION_HANDLE) -> Vec<CK_OBJECT_HANDLE> {
 }
 
 fn tries_flags(slot: CK_SLOT_ID) -> CkResult<CK_FLAGS> {
-    Ok(api::get_token_info(slot)?.flags
+    Ok(backend::get_token_info(slot)?.flags
         & (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED))
 }
 
@@ -77,7 +77,7 @@ fn expected_flags(left: u8, max: u8) -> CK_FLAGS {
     }
 }
 
-pub(crate) fn verifies(pubkey: &RsaPublicKey, m: &Mechanism, msg: &[u8], sig: &[u8]) -> bool {
+pub(crate) fn verifies(pubkey: &RsaPublicKey, m: &RawMechanism, msg: &[u8], sig: &[u8]) -> bool {
     let hash = Sha256::digest(msg);
     match m.mechanism {
         CKM_SHA256_RSA_PKCS => pubkey
@@ -137,7 +137,7 @@ impl Op {
 /// A session prepared for an operation (everything before the fault).
 struct Prepared {
     h: CK_SESSION_HANDLE,
-    mech: Mechanism,
+    mech: RawMechanism,
 }
 
 fn prepare(f: &Fixture, op: Op) -> Prepared {
@@ -151,17 +151,17 @@ fn prepare(f: &Fixture, op: Op) -> Prepared {
     p.h = f.session(op.slot());
     match op {
         Op::SignAuth | Op::SignAuthPss => {
-            api::login(p.h, CKU_USER, Some(AUTH_PIN)).unwrap();
+            backend::login(p.h, CKU_USER, Some(AUTH_PIN)).unwrap();
             if op == Op::SignAuthPss {
                 p.mech = pss(CKM_SHA256_RSA_PKCS_PSS);
             }
-            api::sign_init(p.h, &p.mech, private_key(p.h)).unwrap();
+            backend::sign_init(p.h, &p.mech, private_key(p.h)).unwrap();
         }
         Op::ContextLogin | Op::SignSign => {
-            api::login(p.h, CKU_USER, Some(SIGN_PIN)).unwrap();
-            api::sign_init(p.h, &p.mech, private_key(p.h)).unwrap();
+            backend::login(p.h, CKU_USER, Some(SIGN_PIN)).unwrap();
+            backend::sign_init(p.h, &p.mech, private_key(p.h)).unwrap();
             if op == Op::SignSign {
-                api::login(p.h, CKU_CONTEXT_SPECIFIC, Some(SIGN_PIN)).unwrap();
+                backend::login(p.h, CKU_CONTEXT_SPECIFIC, Some(SIGN_PIN)).unwrap();
             }
         }
         _ => {}
@@ -173,17 +173,17 @@ fn prepare(f: &Fixture, op: Op) -> Prepared {
 fn run(f: &Fixture, op: Op, p: &Prepared) -> CkResult<()> {
     match op {
         Op::Bind => {
-            api::get_slot_list(true)?;
-            api::get_token_info(AUTH_SLOT).map(|_| ())
+            backend::get_slot_list(true)?;
+            backend::get_token_info(AUTH_SLOT).map(|_| ())
         }
-        Op::TokenInfo => api::get_token_info(SIGN_SLOT).map(|_| ()),
-        Op::LoginAuth => api::login(p.h, CKU_USER, Some(AUTH_PIN)),
-        Op::LoginSign => api::login(p.h, CKU_USER, Some(SIGN_PIN)),
+        Op::TokenInfo => backend::get_token_info(SIGN_SLOT).map(|_| ()),
+        Op::LoginAuth => backend::login(p.h, CKU_USER, Some(AUTH_PIN)),
+        Op::LoginSign => backend::login(p.h, CKU_USER, Some(SIGN_PIN)),
         Op::ContextLogin | Op::SignAuth | Op::SignAuthPss | Op::SignSign => {
             if op == Op::ContextLogin {
-                api::login(p.h, CKU_CONTEXT_SPECIFIC, Some(SIGN_PIN))?;
+                backend::login(p.h, CKU_CONTEXT_SPECIFIC, Some(SIGN_PIN))?;
             }
-            let sig = api::sign(p.h, MSG)?;
+            let sig = backend::sign(p.h, MSG)?;
             let cert = if matches!(op, Op::SignSign | Op::ContextLogin) {
                 f.card.lock().sign_cert().to_vec()
             } else {
@@ -201,7 +201,7 @@ fn run(f: &Fixture, op: Op, p: &Prepared) -> CkResult<()> {
                 [c.auth_cert().to_vec(), c.auth_ca_cert().to_vec()]
             };
             for o in certificates(p.h) {
-                match &api::get_attribute_value(p.h, o, &[CKA_VALUE])?[0] {
+                match &backend::get_attribute_value(p.h, o, &[CKA_VALUE])?[0] {
                     AttrValue::Value(v) => assert!(
                         truth.contains(v),
                         "{op:?}: a certificate value that is not the card's"
@@ -212,7 +212,7 @@ fn run(f: &Fixture, op: Op, p: &Prepared) -> CkResult<()> {
             Ok(())
         }
         Op::Random => {
-            let r = api::generate_random(p.h, 20)?;
+            let r = backend::generate_random(p.h, 20)?;
             assert_eq!(r.len(), 20);
             Ok(())
         }
@@ -223,7 +223,7 @@ fn run(f: &Fixture, op: Op, p: &Prepared) -> CkResult<()> {
 fn check_after(f: &Fixture, what: &str, not_jpki_at_bind: bool) {
     f.card.lock().clear_faults();
     f.reinsert_if_pulled();
-    let slots = api::get_slot_list(true).unwrap();
+    let slots = backend::get_slot_list(true).unwrap();
     if slots.is_empty() && not_jpki_at_bind {
         // The first SELECT of the JPKI application was refused as a card without it would
         // refuse it: the module takes the card for another kind of card until it is
@@ -231,7 +231,7 @@ fn check_after(f: &Fixture, what: &str, not_jpki_at_bind: bool) {
         let c = f.sys.remove(0).unwrap();
         f.sys.insert_shared(0, c);
     }
-    let slots = api::get_slot_list(true).unwrap();
+    let slots = backend::get_slot_list(true).unwrap();
     assert_eq!(slots, vec![0, 1], "{what}: the token is back");
     let (auth_left, sign_left) = f.card.lock().tries_left();
     assert_eq!(
@@ -256,14 +256,14 @@ fn check_after(f: &Fixture, what: &str, not_jpki_at_bind: bool) {
     );
     // Recovery, without C_Finalize.
     let a = f.session(AUTH_SLOT);
-    match api::login(a, CKU_USER, Some(AUTH_PIN)) {
+    match backend::login(a, CKU_USER, Some(AUTH_PIN)) {
         Ok(()) | Err(CkError::UserAlreadyLoggedIn) => {}
         Err(e) => panic!("{what}: login after the fault: {e}"),
     }
     let m = mech(CKM_SHA256_RSA_PKCS);
-    api::sign_init(a, &m, private_key(a))
+    backend::sign_init(a, &m, private_key(a))
         .unwrap_or_else(|e| panic!("{what}: sign init after the fault: {e}"));
-    let sig = api::sign(a, MSG).unwrap_or_else(|e| panic!("{what}: sign after the fault: {e}"));
+    let sig = backend::sign(a, MSG).unwrap_or_else(|e| panic!("{what}: sign after the fault: {e}"));
     assert!(verifies(
         &public_key(f.card.lock().auth_cert()),
         &m,
@@ -271,16 +271,16 @@ fn check_after(f: &Fixture, what: &str, not_jpki_at_bind: bool) {
         &sig
     ));
     let s = f.session(SIGN_SLOT);
-    match api::login(s, CKU_USER, Some(SIGN_PIN)) {
+    match backend::login(s, CKU_USER, Some(SIGN_PIN)) {
         Ok(()) | Err(CkError::UserAlreadyLoggedIn) => {}
         Err(e) => panic!("{what}: signature login after the fault: {e}"),
     }
-    api::sign_init(s, &m, private_key(s))
+    backend::sign_init(s, &m, private_key(s))
         .unwrap_or_else(|e| panic!("{what}: signature init after the fault: {e}"));
-    api::login(s, CKU_CONTEXT_SPECIFIC, Some(SIGN_PIN))
+    backend::login(s, CKU_CONTEXT_SPECIFIC, Some(SIGN_PIN))
         .unwrap_or_else(|e| panic!("{what}: context login after the fault: {e}"));
     let sig =
-        api::sign(s, MSG).unwrap_or_else(|e| panic!("{what}: signature after the fault: {e}"));
+        backend::sign(s, MSG).unwrap_or_else(|e| panic!("{what}: signature after the fault: {e}"));
     assert!(verifies(
         &public_key(f.card.lock().sign_cert()),
         &m,
@@ -288,7 +288,8 @@ fn check_after(f: &Fixture, what: &str, not_jpki_at_bind: bool) {
         &sig
     ));
     for o in certificates(s) {
-        let AttrValue::Value(v) = &api::get_attribute_value(s, o, &[CKA_VALUE]).unwrap()[0] else {
+        let AttrValue::Value(v) = &backend::get_attribute_value(s, o, &[CKA_VALUE]).unwrap()[0]
+        else {
             panic!("{what}: certificate value")
         };
         let c = f.card.lock();
@@ -512,9 +513,12 @@ fn reliability_removal_between_verify_and_its_answer() {
             "{op:?}: {res:?}"
         );
         assert!(!f.sys.has_card(0));
-        assert_eq!(api::get_slot_list(true).unwrap(), Vec::<CK_SLOT_ID>::new());
         assert_eq!(
-            api::get_session_info(p.h).err(),
+            backend::get_slot_list(true).unwrap(),
+            Vec::<CK_SLOT_ID>::new()
+        );
+        assert_eq!(
+            backend::get_session_info(p.h).err(),
             Some(CkError::SessionHandleInvalid),
             "{op:?}: the session died with the card"
         );
@@ -522,7 +526,7 @@ fn reliability_removal_between_verify_and_its_answer() {
         f.sys.insert_shared(0, f.card.clone());
         let h = f.session(op.slot());
         assert_eq!(
-            { api::get_session_info(h).unwrap().state },
+            { backend::get_session_info(h).unwrap().state },
             CKS_RW_PUBLIC_SESSION,
             "{op:?}: login not inherited by the reinserted card"
         );
@@ -566,7 +570,7 @@ fn reliability_damaged_certificates() {
             damage,
         });
         let certs = certificates(s);
-        let r = api::get_attribute_value(s, certs[0], &[CKA_VALUE]);
+        let r = backend::get_attribute_value(s, certs[0], &[CKA_VALUE]);
         assert!(
             r.is_err()
                 || r == Ok(vec![AttrValue::Value(
@@ -590,34 +594,35 @@ fn reliability_a_different_card_inherits_nothing() {
     let f = Fixture::new();
     let a = f.session(AUTH_SLOT);
     let s = f.session(SIGN_SLOT);
-    api::login(a, CKU_USER, Some(AUTH_PIN)).unwrap();
-    api::login(s, CKU_USER, Some(SIGN_PIN)).unwrap();
+    backend::login(a, CKU_USER, Some(AUTH_PIN)).unwrap();
+    backend::login(s, CKU_USER, Some(SIGN_PIN)).unwrap();
     let first_sign_cert = f.card.lock().sign_cert().to_vec();
     f.sys.remove(0).unwrap();
     let other = f.sys.insert(0, VirtualCard::in_memory_other());
     assert_eq!(
-        api::get_session_info(a).err(),
+        backend::get_session_info(a).err(),
         Some(CkError::SessionHandleInvalid)
     );
     assert_eq!(
-        api::get_session_info(s).err(),
+        backend::get_session_info(s).err(),
         Some(CkError::SessionHandleInvalid)
     );
     let a2 = f.session(AUTH_SLOT);
     let s2 = f.session(SIGN_SLOT);
     assert_eq!(
-        { api::get_session_info(a2).unwrap().state },
+        { backend::get_session_info(a2).unwrap().state },
         CKS_RW_PUBLIC_SESSION
     );
     assert_eq!(
-        { api::get_session_info(s2).unwrap().state },
+        { backend::get_session_info(s2).unwrap().state },
         CKS_RW_PUBLIC_SESSION
     );
     // No private key and no signature certificate without login.
     let classes: Vec<_> = find(s2, vec![]).unwrap();
     assert_eq!(classes.len(), 2, "CA certificate and profile only");
     for o in certificates(a2) {
-        let AttrValue::Value(v) = &api::get_attribute_value(a2, o, &[CKA_VALUE]).unwrap()[0] else {
+        let AttrValue::Value(v) = &backend::get_attribute_value(a2, o, &[CKA_VALUE]).unwrap()[0]
+        else {
             panic!("value")
         };
         let c = other.lock();
@@ -626,17 +631,18 @@ fn reliability_a_different_card_inherits_nothing() {
             "the new card's certificates"
         );
     }
-    api::login(s2, CKU_USER, Some(SIGN_PIN)).unwrap();
+    backend::login(s2, CKU_USER, Some(SIGN_PIN)).unwrap();
     for o in certificates(s2) {
-        let AttrValue::Value(v) = &api::get_attribute_value(s2, o, &[CKA_VALUE]).unwrap()[0] else {
+        let AttrValue::Value(v) = &backend::get_attribute_value(s2, o, &[CKA_VALUE]).unwrap()[0]
+        else {
             panic!("value")
         };
         assert_ne!(v, &first_sign_cert, "the old card's signature certificate");
     }
     let m = mech(CKM_SHA256_RSA_PKCS);
-    api::sign_init(s2, &m, private_key(s2)).unwrap();
-    api::login(s2, CKU_CONTEXT_SPECIFIC, Some(SIGN_PIN)).unwrap();
-    let sig = api::sign(s2, MSG).unwrap();
+    backend::sign_init(s2, &m, private_key(s2)).unwrap();
+    backend::login(s2, CKU_CONTEXT_SPECIFIC, Some(SIGN_PIN)).unwrap();
+    let sig = backend::sign(s2, MSG).unwrap();
     assert!(verifies(
         &public_key(other.lock().sign_cert()),
         &m,
@@ -650,24 +656,31 @@ fn reliability_a_different_card_inherits_nothing() {
 fn reliability_reader_gone_and_back() {
     let f = Fixture::new();
     let a = f.session(AUTH_SLOT);
-    api::login(a, CKU_USER, Some(AUTH_PIN)).unwrap();
+    backend::login(a, CKU_USER, Some(AUTH_PIN)).unwrap();
     let key = private_key(a);
-    api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    backend::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
     f.sys.unplug(0);
-    assert_eq!(api::sign(a, MSG), Err(CkError::SessionHandleInvalid));
-    assert_eq!(api::get_slot_list(false).unwrap(), vec![0, 1], "slots stay");
-    assert_eq!(api::get_slot_list(true).unwrap(), Vec::<CK_SLOT_ID>::new());
+    assert_eq!(backend::sign(a, MSG), Err(CkError::SessionHandleInvalid));
     assert_eq!(
-        api::open_session(AUTH_SLOT, CKF_SERIAL_SESSION),
+        backend::get_slot_list(false).unwrap(),
+        vec![0, 1],
+        "slots stay"
+    );
+    assert_eq!(
+        backend::get_slot_list(true).unwrap(),
+        Vec::<CK_SLOT_ID>::new()
+    );
+    assert_eq!(
+        backend::open_session(AUTH_SLOT, CKF_SERIAL_SESSION),
         Err(CkError::TokenNotPresent)
     );
     assert_eq!(
-        api::get_token_info(SIGN_SLOT).map(|_| ()),
+        backend::get_token_info(SIGN_SLOT).map(|_| ()),
         Err(CkError::TokenNotPresent)
     );
     f.sys.add_reader("Test Reader 00");
     f.sys.insert_shared(0, f.card.clone());
-    assert_eq!(api::get_slot_list(true).unwrap(), vec![0, 1]);
+    assert_eq!(backend::get_slot_list(true).unwrap(), vec![0, 1]);
     let before = f.verifies_sent();
     check_after(&f, "reader back", false);
     assert!(f.verifies_sent() > before);
@@ -679,15 +692,15 @@ fn reliability_reader_gone_and_back() {
 fn reliability_reset_by_another_process() {
     let f = Fixture::new();
     let a = f.session(AUTH_SLOT);
-    api::login(a, CKU_USER, Some(AUTH_PIN)).unwrap();
+    backend::login(a, CKU_USER, Some(AUTH_PIN)).unwrap();
     let m = mech(CKM_SHA256_RSA_PKCS);
     let key = private_key(a);
     for _ in 0..3 {
         f.sys.reset(0);
-        api::sign_init(a, &m, key).unwrap();
+        backend::sign_init(a, &m, key).unwrap();
         f.sys.reset(0);
         f.clear_log();
-        let sig = api::sign(a, MSG).unwrap();
+        let sig = backend::sign(a, MSG).unwrap();
         assert!(verifies(
             &public_key(f.card.lock().auth_cert()),
             &m,
@@ -708,23 +721,23 @@ fn reliability_wrong_pin_then_faults_keep_true_counters() {
     let a = f.session(AUTH_SLOT);
     f.clear_log();
     assert_eq!(
-        api::login(a, CKU_USER, Some(b"0000")),
+        backend::login(a, CKU_USER, Some(b"0000")),
         Err(CkError::PinIncorrect)
     );
     assert_eq!(f.verifies_sent(), 1);
     f.card.lock().set_fault(Fault::RemoveAfterVerify);
-    assert!(api::login(a, CKU_USER, Some(b"0001")).is_err());
+    assert!(backend::login(a, CKU_USER, Some(b"0001")).is_err());
     assert_eq!(f.verifies_sent(), 2, "one VERIFY per C_Login");
     assert_eq!(f.card.lock().tries_left().0, 1);
     f.sys.insert_shared(0, f.card.clone());
-    api::get_slot_list(true).unwrap();
+    backend::get_slot_list(true).unwrap();
     assert_eq!(
         tries_flags(AUTH_SLOT),
         Ok(CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY),
         "the try burnt by the VERIFY whose answer was lost is shown"
     );
     let a = f.session(AUTH_SLOT);
-    api::login(a, CKU_USER, Some(AUTH_PIN)).unwrap();
+    backend::login(a, CKU_USER, Some(AUTH_PIN)).unwrap();
     assert_eq!(tries_flags(AUTH_SLOT), Ok(0));
 }
 
@@ -736,7 +749,7 @@ fn reliability_wrong_pin_then_faults_keep_true_counters() {
 fn reliability_concurrency_eight_signers_and_churn() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let f = Fixture::new();
-    api::get_slot_list(false).unwrap();
+    backend::get_slot_list(false).unwrap();
     let auth_pub = public_key(f.card.lock().auth_cert());
     let sign_pub = public_key(f.card.lock().sign_cert());
     let stop = Arc::new(AtomicBool::new(false));
@@ -757,7 +770,7 @@ fn reliability_concurrency_eight_signers_and_churn() {
                 } else {
                     (SIGN_PIN, &sign_pub)
                 };
-                let h = api::open_session(slot, CKF_SERIAL_SESSION).unwrap();
+                let h = backend::open_session(slot, CKF_SERIAL_SESSION).unwrap();
                 let m = if round % 3 == 0 {
                     pss(CKM_SHA256_RSA_PKCS_PSS)
                 } else {
@@ -765,17 +778,17 @@ fn reliability_concurrency_eight_signers_and_churn() {
                 };
                 let msg = format!("thread {t} round {round}");
                 let attempt = || -> CkResult<Vec<u8>> {
-                    match api::login(h, CKU_USER, Some(pin)) {
+                    match backend::login(h, CKU_USER, Some(pin)) {
                         Ok(()) | Err(CkError::UserAlreadyLoggedIn) => {}
                         Err(e) => return Err(e),
                     }
                     let keys = find(h, vec![(CKA_CLASS, CKO_PRIVATE_KEY.to_ne_bytes().to_vec())])?;
                     let key = *keys.first().ok_or(CkError::UserNotLoggedIn)?;
-                    api::sign_init(h, &m, key)?;
+                    backend::sign_init(h, &m, key)?;
                     if slot == SIGN_SLOT {
-                        api::login(h, CKU_CONTEXT_SPECIFIC, Some(pin))?;
+                        backend::login(h, CKU_CONTEXT_SPECIFIC, Some(pin))?;
                     }
-                    api::sign(h, msg.as_bytes())
+                    backend::sign(h, msg.as_bytes())
                 };
                 match attempt() {
                     Ok(sig) => {
@@ -790,8 +803,8 @@ fn reliability_concurrency_eight_signers_and_churn() {
                     }
                     Err(e) => panic!("thread {t} round {round}: undocumented {e}"),
                 }
-                let _ = api::sign_abort(h);
-                api::close_session(h).unwrap();
+                let _ = backend::sign_abort(h);
+                backend::close_session(h).unwrap();
             }
             done_tx.send(()).unwrap();
         }));
@@ -807,20 +820,20 @@ fn reliability_concurrency_eight_signers_and_churn() {
                 } else {
                     SIGN_PIN
                 };
-                let h = api::open_session(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION).unwrap();
-                match api::login(h, CKU_USER, Some(pin)) {
+                let h = backend::open_session(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION).unwrap();
+                match backend::login(h, CKU_USER, Some(pin)) {
                     Ok(()) | Err(CkError::UserAlreadyLoggedIn) => {}
                     Err(e) => panic!("churn login: {e}"),
                 }
-                api::get_session_info(h).unwrap();
-                api::get_token_info(slot).unwrap();
+                backend::get_session_info(h).unwrap();
+                backend::get_token_info(slot).unwrap();
                 if i % 3 == 0 {
-                    match api::logout(h) {
+                    match backend::logout(h) {
                         Ok(()) | Err(CkError::UserNotLoggedIn) => {}
                         Err(e) => panic!("churn logout: {e}"),
                     }
                 }
-                api::close_session(h).unwrap();
+                backend::close_session(h).unwrap();
                 i += 1;
                 std::thread::sleep(Duration::from_millis(2));
             }

@@ -2,7 +2,7 @@
 //! initialized on one in-process reader holding a virtual card, and helpers to verify what the
 //! module signs outside it.
 
-use crate::api::{self, MechParams, Mechanism, PssParams};
+use crate::backend::{self, MechanismParams, PssParams, RawMechanism};
 use crate::card::inproc::InProcSystem;
 use crate::vcard::VirtualCard;
 use cryptoki_sys::*;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use x509_cert::der::Decode;
 
 /// A module initialized (and finalized on drop) on one in-process reader with a virtual card.
-/// Holds `state::TEST_LOCK`: one such module at a time.
+/// Holds `backend::TEST_LOCK`: one such module at a time.
 pub(crate) struct Fixture {
     pub sys: Arc<InProcSystem>,
     pub card: Arc<Mutex<VirtualCard>>,
@@ -27,14 +27,14 @@ impl Fixture {
     }
 
     pub fn with_card(card: VirtualCard) -> Fixture {
-        let guard = crate::state::TEST_LOCK.lock();
-        let _ = api::finalize();
+        let guard = crate::backend::TEST_LOCK.lock();
+        let _ = backend::finalize();
         // Every in-process test's card has the same identity: start with no refused PIN.
         crate::token::forget_refused_pins();
         let sys = InProcSystem::new(&["Test Reader 00"]);
         let card = sys.insert(0, card);
-        crate::state::use_card_system(Some(sys.clone()));
-        api::initialize().unwrap();
+        crate::backend::use_card_system(Some(sys.clone()));
+        backend::initialize().unwrap();
         Fixture {
             sys,
             card,
@@ -43,8 +43,8 @@ impl Fixture {
     }
 
     pub fn session(&self, slot: CK_SLOT_ID) -> CK_SESSION_HANDLE {
-        api::get_slot_list(false).unwrap();
-        api::open_session(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION)
+        backend::get_slot_list(false).unwrap();
+        backend::open_session(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION)
             .unwrap_or_else(|e| panic!("open session on slot {slot}: {e}"))
     }
 
@@ -107,8 +107,8 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        let _ = api::finalize();
-        crate::state::use_card_system(None);
+        let _ = backend::finalize();
+        crate::backend::use_card_system(None);
     }
 }
 
@@ -137,18 +137,18 @@ pub(crate) fn public_key(cert_der: &[u8]) -> RsaPublicKey {
     RsaPublicKey::from_pkcs1_der(bits).unwrap()
 }
 
-pub(crate) fn mech(m: CK_MECHANISM_TYPE) -> Mechanism {
-    Mechanism {
+pub(crate) fn mech(m: CK_MECHANISM_TYPE) -> RawMechanism {
+    RawMechanism {
         mechanism: m,
-        params: MechParams::None,
+        params: MechanismParams::None,
     }
 }
 
 /// A PSS mechanism with the only parameters the card supports.
-pub(crate) fn pss(m: CK_MECHANISM_TYPE) -> Mechanism {
-    Mechanism {
+pub(crate) fn pss(m: CK_MECHANISM_TYPE) -> RawMechanism {
+    RawMechanism {
         mechanism: m,
-        params: MechParams::Pss(PssParams {
+        params: MechanismParams::Pss(PssParams {
             hash_alg: CKM_SHA256,
             mgf: CKG_MGF1_SHA256,
             s_len: 32,

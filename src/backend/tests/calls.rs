@@ -1,10 +1,10 @@
 //! Tests of the module's behaviour through `api`, against virtual cards in this process.
 //! Each signature is verified with the certificate's public key by the `rsa` crate.
 
-use crate::api::{self, AttrValue, MechParams, Mechanism, PssParams};
+use crate::backend::tests::support::*;
+use crate::backend::{self, AttrValue, MechanismParams, PssParams, RawMechanism};
 use crate::card::inproc::InProcSystem;
 use crate::error::CkError;
-use crate::test_support::*;
 use crate::vcard::VirtualCard;
 use cryptoki_sys::*;
 use rsa::{Pkcs1v15Sign, Pss};
@@ -13,15 +13,15 @@ use sha2::{Digest, Sha256};
 const AUTH_SLOT: CK_SLOT_ID = 0;
 const SIGN_SLOT: CK_SLOT_ID = 1;
 
-fn find(h: CK_SESSION_HANDLE, template: api::Template) -> Vec<CK_OBJECT_HANDLE> {
-    api::find_objects_init(h, template).unwrap();
-    let found = api::find_objects(h, 100).unwrap();
-    api::find_objects_final(h).unwrap();
+fn find(h: CK_SESSION_HANDLE, template: backend::Template) -> Vec<CK_OBJECT_HANDLE> {
+    backend::find_objects_init(h, template).unwrap();
+    let found = backend::find_objects(h, 100).unwrap();
+    backend::find_objects_final(h).unwrap();
     found
 }
 
 fn class_of(h: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE) -> CK_OBJECT_CLASS {
-    match &api::get_attribute_value(h, o, &[CKA_CLASS]).unwrap()[0] {
+    match &backend::get_attribute_value(h, o, &[CKA_CLASS]).unwrap()[0] {
         AttrValue::Value(v) => CK_ULONG::from_ne_bytes(v[..].try_into().unwrap()),
         other => panic!("class: {other:?}"),
     }
@@ -43,16 +43,16 @@ fn private_key(h: CK_SESSION_HANDLE) -> CK_OBJECT_HANDLE {
 }
 
 fn tries_flags(slot: CK_SLOT_ID) -> CK_FLAGS {
-    api::get_token_info(slot).unwrap().flags
+    backend::get_token_info(slot).unwrap().flags
         & (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED)
 }
 
 #[test]
 fn lists_two_tokens_per_reader() {
     let f = Fixture::new();
-    assert_eq!(api::get_slot_list(false).unwrap(), vec![0, 1]);
-    let auth = api::get_token_info(AUTH_SLOT).unwrap();
-    let sign = api::get_token_info(SIGN_SLOT).unwrap();
+    assert_eq!(backend::get_slot_list(false).unwrap(), vec![0, 1]);
+    let auth = backend::get_token_info(AUTH_SLOT).unwrap();
+    let sign = backend::get_token_info(SIGN_SLOT).unwrap();
     assert!(String::from_utf8_lossy(&auth.label).contains("Authentication"));
     assert!(String::from_utf8_lossy(&sign.label).contains("Signature"));
     assert_eq!(auth.serialNumber, sign.serialNumber);
@@ -60,7 +60,7 @@ fn lists_two_tokens_per_reader() {
     assert_eq!((auth.ulMinPinLen, auth.ulMaxPinLen), (4, 4));
     assert_eq!((sign.ulMinPinLen, sign.ulMaxPinLen), (6, 16));
     assert!(auth.flags & CKF_LOGIN_REQUIRED != 0 && auth.flags & CKF_TOKEN_INITIALIZED != 0);
-    let slot = api::get_slot_info(AUTH_SLOT).unwrap();
+    let slot = backend::get_slot_info(AUTH_SLOT).unwrap();
     assert_eq!(
         slot.flags & (CKF_REMOVABLE_DEVICE | CKF_TOKEN_PRESENT),
         CKF_REMOVABLE_DEVICE | CKF_TOKEN_PRESENT
@@ -72,11 +72,11 @@ fn lists_two_tokens_per_reader() {
 #[test]
 fn a_different_card_has_a_different_serial() {
     let f = Fixture::new();
-    api::get_slot_list(false).unwrap();
-    let first = api::get_token_info(AUTH_SLOT).unwrap().serialNumber;
+    backend::get_slot_list(false).unwrap();
+    let first = backend::get_token_info(AUTH_SLOT).unwrap().serialNumber;
     f.sys.remove(0);
     f.sys.insert(0, VirtualCard::in_memory_other());
-    let second = api::get_token_info(AUTH_SLOT)
+    let second = backend::get_token_info(AUTH_SLOT)
         .map_err(|e| e.name())
         .unwrap()
         .serialNumber;
@@ -104,7 +104,7 @@ fn objects_before_and_after_login() {
     );
     // The one certificate on the signature token is the CA's.
     let certs = find(s, vec![(CKA_CLASS, CKO_CERTIFICATE.to_ne_bytes().to_vec())]);
-    let v = api::get_attribute_value(s, certs[0], &[CKA_VALUE]).unwrap();
+    let v = backend::get_attribute_value(s, certs[0], &[CKA_VALUE]).unwrap();
     assert_eq!(
         v[0],
         AttrValue::Value(f.card.lock().sign_ca_cert().to_vec())
@@ -112,7 +112,7 @@ fn objects_before_and_after_login() {
     // Reading the signature certificate without the password is refused by the card too.
     assert!(f.log().iter().all(|l| !l.starts_with("00A4020C020001")));
 
-    api::login(a, CKU_USER, Some(b"1234")).unwrap();
+    backend::login(a, CKU_USER, Some(b"1234")).unwrap();
     assert_eq!(
         classes(a),
         vec![
@@ -123,7 +123,7 @@ fn objects_before_and_after_login() {
             CKO_PROFILE
         ]
     );
-    api::login(s, CKU_USER, Some(b"jpkitest1")).unwrap();
+    backend::login(s, CKU_USER, Some(b"jpkitest1")).unwrap();
     assert_eq!(
         classes(s),
         vec![
@@ -135,7 +135,7 @@ fn objects_before_and_after_login() {
         ]
     );
     let k = private_key(s);
-    let attrs = api::get_attribute_value(
+    let attrs = backend::get_attribute_value(
         s,
         k,
         &[
@@ -160,7 +160,7 @@ fn objects_before_and_after_login() {
     // Key pair objects share CKA_ID and CKA_LABEL.
     let pair = find(s, vec![(CKA_ID, vec![2])]);
     assert_eq!(pair.len(), 3);
-    api::logout(s).unwrap();
+    backend::logout(s).unwrap();
     assert_eq!(classes(s), vec![CKO_CERTIFICATE, CKO_PROFILE]);
     // Searches for classes the token does not have find nothing.
     assert!(find(a, vec![(CKA_CLASS, CKO_DATA.to_ne_bytes().to_vec())]).is_empty());
@@ -176,10 +176,10 @@ fn every_mechanism_signs_with_both_keys_and_verifies() {
         (SIGN_SLOT, &b"JPKITEST1"[..], &sign_pub),
     ] {
         let h = f.session(slot);
-        api::login(h, CKU_USER, Some(pin)).unwrap();
+        backend::login(h, CKU_USER, Some(pin)).unwrap();
         let key = private_key(h);
         let msg = b"message to sign";
-        let cases: Vec<(Mechanism, Vec<u8>)> = vec![
+        let cases: Vec<(RawMechanism, Vec<u8>)> = vec![
             (mech(CKM_RSA_PKCS), digest_info(msg)),
             (mech(CKM_SHA256_RSA_PKCS), msg.to_vec()),
             (mech(CKM_SHA1_RSA_PKCS), msg.to_vec()),
@@ -190,23 +190,23 @@ fn every_mechanism_signs_with_both_keys_and_verifies() {
             (pss(CKM_SHA256_RSA_PKCS_PSS), msg.to_vec()),
         ];
         for (m, data) in cases {
-            api::sign_init(h, &m, key).unwrap();
+            backend::sign_init(h, &m, key).unwrap();
             if slot == SIGN_SLOT {
                 assert_eq!(
-                    api::sign(h, &data),
+                    backend::sign(h, &data),
                     Err(CkError::UserNotLoggedIn),
                     "always-authenticate"
                 );
-                api::sign_init(h, &m, key).unwrap();
-                api::login(h, CKU_CONTEXT_SPECIFIC, Some(pin)).unwrap();
+                backend::sign_init(h, &m, key).unwrap();
+                backend::login(h, CKU_CONTEXT_SPECIFIC, Some(pin)).unwrap();
             }
-            assert_eq!(api::sign_len(h).unwrap(), 256);
+            assert_eq!(backend::sign_len(h).unwrap(), 256);
             assert_eq!(
-                api::sign_len(h).unwrap(),
+                backend::sign_len(h).unwrap(),
                 256,
                 "a length query does not end the operation"
             );
-            let sig = api::sign(h, &data).unwrap();
+            let sig = backend::sign(h, &data).unwrap();
             let ok = match m.mechanism {
                 CKM_RSA_PKCS => pubkey.verify(Pkcs1v15Sign::new_unprefixed(), &data, &sig),
                 CKM_SHA256_RSA_PKCS => {
@@ -240,29 +240,29 @@ fn every_mechanism_signs_with_both_keys_and_verifies() {
                 m.mechanism
             );
             assert_eq!(
-                api::sign_len(h),
+                backend::sign_len(h),
                 Err(CkError::OperationNotInitialized),
                 "C_Sign ended it"
             );
         }
         // Multi-part.
-        api::sign_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), key).unwrap();
+        backend::sign_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), key).unwrap();
         if slot == SIGN_SLOT {
-            api::login(h, CKU_CONTEXT_SPECIFIC, Some(pin)).unwrap();
+            backend::login(h, CKU_CONTEXT_SPECIFIC, Some(pin)).unwrap();
         }
-        api::sign_update(h, b"message ").unwrap();
-        api::sign_update(h, b"to sign").unwrap();
-        let sig = api::sign_final(h).unwrap();
+        backend::sign_update(h, b"message ").unwrap();
+        backend::sign_update(h, b"to sign").unwrap();
+        let sig = backend::sign_final(h).unwrap();
         assert!(pubkey
             .verify(Pss::new_with_salt::<Sha256>(32), &Sha256::digest(msg), &sig)
             .is_ok());
         // Host-side verification with the public key object.
         let pubs = find(h, vec![(CKA_CLASS, CKO_PUBLIC_KEY.to_ne_bytes().to_vec())]);
-        api::verify_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), pubs[0]).unwrap();
-        api::verify(h, msg, &sig).unwrap();
-        api::verify_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), pubs[0]).unwrap();
+        backend::verify_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), pubs[0]).unwrap();
+        backend::verify(h, msg, &sig).unwrap();
+        backend::verify_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), pubs[0]).unwrap();
         assert_eq!(
-            api::verify(h, b"other", &sig),
+            backend::verify(h, b"other", &sig),
             Err(CkError::SignatureInvalid)
         );
     }
@@ -272,33 +272,33 @@ fn every_mechanism_signs_with_both_keys_and_verifies() {
 fn wrong_parameters_are_refused() {
     let f = Fixture::new();
     let h = f.session(AUTH_SLOT);
-    api::login(h, CKU_USER, Some(b"1234")).unwrap();
+    backend::login(h, CKU_USER, Some(b"1234")).unwrap();
     let key = private_key(h);
-    let bad = Mechanism {
+    let bad = RawMechanism {
         mechanism: CKM_RSA_PKCS_PSS,
-        params: MechParams::Pss(PssParams {
+        params: MechanismParams::Pss(PssParams {
             hash_alg: CKM_SHA256,
             mgf: CKG_MGF1_SHA256,
             s_len: 20,
         }),
     };
     assert_eq!(
-        api::sign_init(h, &bad, key),
+        backend::sign_init(h, &bad, key),
         Err(CkError::MechanismParamInvalid)
     );
     assert_eq!(
-        api::sign_init(h, &mech(CKM_RSA_X_509), key),
+        backend::sign_init(h, &mech(CKM_RSA_X_509), key),
         Err(CkError::MechanismInvalid)
     );
-    api::sign_init(h, &mech(CKM_RSA_PKCS), key).unwrap();
-    assert_eq!(api::sign(h, &[0; 246]), Err(CkError::DataLenRange));
+    backend::sign_init(h, &mech(CKM_RSA_PKCS), key).unwrap();
+    assert_eq!(backend::sign(h, &[0; 246]), Err(CkError::DataLenRange));
     let pubs = find(h, vec![(CKA_CLASS, CKO_PUBLIC_KEY.to_ne_bytes().to_vec())]);
     assert_eq!(
-        api::sign_init(h, &mech(CKM_RSA_PKCS), pubs[0]),
+        backend::sign_init(h, &mech(CKM_RSA_PKCS), pubs[0]),
         Err(CkError::KeyFunctionNotPermitted)
     );
     assert_eq!(
-        api::sign_init(h, &mech(CKM_RSA_PKCS), 999),
+        backend::sign_init(h, &mech(CKM_RSA_PKCS), 999),
         Err(CkError::KeyHandleInvalid)
     );
 }
@@ -311,23 +311,23 @@ fn pin_safety() {
     f.clear_log();
     // Malformed PINs never reach the card.
     assert_eq!(
-        api::login(a, CKU_USER, Some(b"123")),
+        backend::login(a, CKU_USER, Some(b"123")),
         Err(CkError::PinIncorrect)
     );
     assert_eq!(
-        api::login(a, CKU_USER, Some(b"12345")),
+        backend::login(a, CKU_USER, Some(b"12345")),
         Err(CkError::PinIncorrect)
     );
     assert_eq!(
-        api::login(a, CKU_USER, Some(b"12a4")),
+        backend::login(a, CKU_USER, Some(b"12a4")),
         Err(CkError::PinIncorrect)
     );
     assert_eq!(
-        api::login(s, CKU_USER, Some(b"ABC12")),
+        backend::login(s, CKU_USER, Some(b"ABC12")),
         Err(CkError::PinIncorrect)
     );
     assert_eq!(
-        api::login(s, CKU_USER, Some(b"ABC-123")),
+        backend::login(s, CKU_USER, Some(b"ABC-123")),
         Err(CkError::PinIncorrect)
     );
     assert_eq!(
@@ -339,13 +339,13 @@ fn pin_safety() {
     assert_eq!(tries_flags(AUTH_SLOT), 0);
     // Wrong PIN: one try each, reported in the flags.
     assert_eq!(
-        api::login(a, CKU_USER, Some(b"0000")),
+        backend::login(a, CKU_USER, Some(b"0000")),
         Err(CkError::PinIncorrect)
     );
     assert_eq!(f.verifies_sent(), 1);
     assert_eq!(tries_flags(AUTH_SLOT), CKF_USER_PIN_COUNT_LOW);
     assert_eq!(
-        api::login(a, CKU_USER, Some(b"0001")),
+        backend::login(a, CKU_USER, Some(b"0001")),
         Err(CkError::PinIncorrect)
     );
     assert_eq!(
@@ -353,24 +353,24 @@ fn pin_safety() {
         CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY
     );
     // The right PIN resets the counter.
-    api::login(a, CKU_USER, Some(b"1234")).unwrap();
+    backend::login(a, CKU_USER, Some(b"1234")).unwrap();
     assert_eq!(tries_flags(AUTH_SLOT), 0);
     assert_eq!(
-        api::login(a, CKU_USER, Some(b"1234")),
+        backend::login(a, CKU_USER, Some(b"1234")),
         Err(CkError::UserAlreadyLoggedIn)
     );
-    api::logout(a).unwrap();
+    backend::logout(a).unwrap();
     // Block it (three different wrong PINs: the same one twice is not sent twice).
     for wrong in [b"9997", b"9998", b"9999"] {
         assert_eq!(
-            api::login(a, CKU_USER, Some(wrong)),
+            backend::login(a, CKU_USER, Some(wrong)),
             Err(CkError::PinIncorrect)
         );
     }
     assert_eq!(tries_flags(AUTH_SLOT), CKF_USER_PIN_LOCKED);
     let before = f.verifies_sent();
     assert_eq!(
-        api::login(a, CKU_USER, Some(b"1234")),
+        backend::login(a, CKU_USER, Some(b"1234")),
         Err(CkError::PinLocked)
     );
     assert_eq!(f.verifies_sent(), before, "no VERIFY sent to a blocked PIN");
@@ -384,33 +384,33 @@ fn the_card_is_never_left_unlocked() {
     let f = Fixture::new();
     let a = f.session(AUTH_SLOT);
     let s = f.session(SIGN_SLOT);
-    api::login(a, CKU_USER, Some(b"1234")).unwrap();
+    backend::login(a, CKU_USER, Some(b"1234")).unwrap();
     assert_eq!(f.other_process_sign_sw(0x17), 0x6982, "after login");
     let key = private_key(a);
-    api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
-    api::sign(a, b"data").unwrap();
+    backend::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    backend::sign(a, b"data").unwrap();
     assert_eq!(f.other_process_sign_sw(0x17), 0x6982, "after signing");
-    api::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
+    backend::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
     assert_eq!(
         f.other_process_sign_sw(0x1A),
         0x6982,
         "after signature login"
     );
     let skey = private_key(s);
-    api::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), skey).unwrap();
-    api::login(s, CKU_CONTEXT_SPECIFIC, Some(b"JPKITEST1")).unwrap();
+    backend::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), skey).unwrap();
+    backend::login(s, CKU_CONTEXT_SPECIFIC, Some(b"JPKITEST1")).unwrap();
     assert_eq!(f.other_process_sign_sw(0x1A), 0x6982, "after context login");
-    api::sign(s, b"data").unwrap();
+    backend::sign(s, b"data").unwrap();
     assert_eq!(f.other_process_sign_sw(0x1A), 0x6982, "after signing");
     // A failed signature (data too long for the card) also leaves it locked.
-    api::sign_init(a, &mech(CKM_RSA_PKCS), key).unwrap();
-    assert!(api::sign(a, &[1; 246]).is_err());
+    backend::sign_init(a, &mech(CKM_RSA_PKCS), key).unwrap();
+    assert!(backend::sign(a, &[1; 246]).is_err());
     assert_eq!(
         f.other_process_sign_sw(0x17),
         0x6982,
         "after a failed signature"
     );
-    api::logout(a).unwrap();
+    backend::logout(a).unwrap();
     assert_eq!(f.other_process_sign_sw(0x17), 0x6982, "after logout");
 }
 
@@ -418,7 +418,7 @@ fn the_card_is_never_left_unlocked() {
 fn a_failed_reverification_logs_out_without_retrying() {
     let f = Fixture::new();
     let a = f.session(AUTH_SLOT);
-    api::login(a, CKU_USER, Some(b"1234")).unwrap();
+    backend::login(a, CKU_USER, Some(b"1234")).unwrap();
     let key = private_key(a);
     // Another process changes the PIN behind the module's back.
     {
@@ -438,15 +438,15 @@ fn a_failed_reverification_logs_out_without_retrying() {
         c.reset();
     }
     f.clear_log();
-    api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
-    assert_eq!(api::sign(a, b"data"), Err(CkError::UserNotLoggedIn));
+    backend::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    assert_eq!(backend::sign(a, b"data"), Err(CkError::UserNotLoggedIn));
     assert_eq!(f.verifies_sent(), 1, "the held PIN was tried once");
     assert_eq!(
-        { api::get_session_info(a).unwrap().state },
+        { backend::get_session_info(a).unwrap().state },
         CKS_RW_PUBLIC_SESSION
     );
     assert_eq!(
-        api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key),
+        backend::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key),
         Err(CkError::UserNotLoggedIn)
     );
     assert_eq!(f.verifies_sent(), 1);
@@ -457,33 +457,36 @@ fn a_failed_reverification_logs_out_without_retrying() {
 fn removal_and_reinsertion() {
     let f = Fixture::new();
     let a = f.session(AUTH_SLOT);
-    api::login(a, CKU_USER, Some(b"1234")).unwrap();
+    backend::login(a, CKU_USER, Some(b"1234")).unwrap();
     f.sys.remove(0).unwrap();
     assert_eq!(
-        api::get_session_info(a).err(),
+        backend::get_session_info(a).err(),
         Some(CkError::SessionHandleInvalid)
     );
-    assert_eq!(api::get_slot_list(true).unwrap(), Vec::<CK_SLOT_ID>::new());
     assert_eq!(
-        api::get_slot_list(false).unwrap(),
+        backend::get_slot_list(true).unwrap(),
+        Vec::<CK_SLOT_ID>::new()
+    );
+    assert_eq!(
+        backend::get_slot_list(false).unwrap(),
         vec![0, 1],
         "the slot list never shrinks"
     );
     assert_eq!(
-        api::get_token_info(AUTH_SLOT).map(|_| ()),
+        backend::get_token_info(AUTH_SLOT).map(|_| ()),
         Err(CkError::TokenNotPresent)
     );
     // The same card again (same keys and certificates).
     f.sys.insert(0, VirtualCard::in_memory());
-    let b = api::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
+    let b = backend::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
     assert_ne!(a, b, "session handles are never reused");
     assert_eq!(
-        { api::get_session_info(b).unwrap().state },
+        { backend::get_session_info(b).unwrap().state },
         CKS_RO_PUBLIC_SESSION,
         "login not inherited"
     );
     assert_eq!(
-        api::get_session_info(a).err(),
+        backend::get_session_info(a).err(),
         Some(CkError::SessionHandleInvalid)
     );
 }
@@ -492,12 +495,12 @@ fn removal_and_reinsertion() {
 fn removal_in_the_middle_of_a_signature() {
     let f = Fixture::new();
     let a = f.session(AUTH_SLOT);
-    api::login(a, CKU_USER, Some(b"1234")).unwrap();
+    backend::login(a, CKU_USER, Some(b"1234")).unwrap();
     let key = private_key(a);
-    api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
-    api::sign_update(a, b"part").unwrap();
+    backend::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    backend::sign_update(a, b"part").unwrap();
     f.sys.remove(0);
-    assert_eq!(api::sign_final(a), Err(CkError::SessionHandleInvalid));
+    assert_eq!(backend::sign_final(a), Err(CkError::SessionHandleInvalid));
 }
 
 #[test]
@@ -505,43 +508,55 @@ fn random_comes_from_the_card() {
     let f = Fixture::new();
     let h = f.session(AUTH_SLOT);
     f.clear_log();
-    let r = api::generate_random(h, 20).unwrap();
+    let r = backend::generate_random(h, 20).unwrap();
     assert_eq!(r.len(), 20);
     assert_eq!(
         f.log().iter().filter(|l| l.starts_with("00840000")).count(),
         3
     );
-    assert_eq!(api::seed_random(h), Err(CkError::RandomSeedNotSupported));
+    assert_eq!(
+        backend::seed_random(h),
+        Err(CkError::RandomSeedNotSupported)
+    );
 }
 
 #[test]
 fn not_initialized_and_fork_rules() {
-    let _guard = crate::state::TEST_LOCK.lock();
-    let _ = api::finalize();
+    let _guard = crate::backend::TEST_LOCK.lock();
+    let _ = backend::finalize();
     assert_eq!(
-        api::get_slot_list(false),
+        backend::get_slot_list(false),
         Err(CkError::CryptokiNotInitialized)
     );
-    assert_eq!(api::finalize(), Err(CkError::CryptokiNotInitialized));
-    crate::state::use_card_system(Some(InProcSystem::new(&[])));
-    api::initialize().unwrap();
-    assert_eq!(api::initialize(), Err(CkError::CryptokiAlreadyInitialized));
-    assert_eq!(api::get_slot_list(false).unwrap(), Vec::<CK_SLOT_ID>::new());
+    assert_eq!(backend::finalize(), Err(CkError::CryptokiNotInitialized));
+    crate::backend::use_card_system(Some(InProcSystem::new(&[])));
+    backend::initialize().unwrap();
     assert_eq!(
-        api::open_session(0, CKF_SERIAL_SESSION),
+        backend::initialize(),
+        Err(CkError::CryptokiAlreadyInitialized)
+    );
+    assert_eq!(
+        backend::get_slot_list(false).unwrap(),
+        Vec::<CK_SLOT_ID>::new()
+    );
+    assert_eq!(
+        backend::open_session(0, CKF_SERIAL_SESSION),
         Err(CkError::SlotIdInvalid)
     );
-    assert_eq!(api::close_session(77), Err(CkError::SessionHandleInvalid));
-    api::poison();
-    assert_eq!(api::get_slot_list(false), Err(CkError::GeneralError));
-    api::finalize().unwrap();
-    api::initialize().unwrap();
+    assert_eq!(
+        backend::close_session(77),
+        Err(CkError::SessionHandleInvalid)
+    );
+    backend::poison();
+    assert_eq!(backend::get_slot_list(false), Err(CkError::GeneralError));
+    backend::finalize().unwrap();
+    backend::initialize().unwrap();
     assert!(
-        api::get_slot_list(false).is_ok(),
+        backend::get_slot_list(false).is_ok(),
         "initialize clears the poison"
     );
-    api::finalize().unwrap();
-    crate::state::use_card_system(None);
+    backend::finalize().unwrap();
+    crate::backend::use_card_system(None);
 }
 
 #[test]
@@ -550,34 +565,34 @@ fn a_card_without_pss_stops_offering_it_and_pkcs1_goes_on() {
     for behaviour in [PssBehaviour::Refuse, PssBehaviour::Corrupt] {
         let f = Fixture::new();
         let h = f.session(AUTH_SLOT);
-        assert!(api::get_mechanism_list(AUTH_SLOT)
+        assert!(backend::get_mechanism_list(AUTH_SLOT)
             .unwrap()
             .contains(&CKM_RSA_PKCS_PSS));
-        api::login(h, CKU_USER, Some(b"1234")).unwrap();
+        backend::login(h, CKU_USER, Some(b"1234")).unwrap();
         let key = private_key(h);
         f.card.lock().set_pss(behaviour);
-        api::sign_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), key).unwrap();
+        backend::sign_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), key).unwrap();
         let expected = match behaviour {
             PssBehaviour::Refuse => CkError::MechanismInvalid,
             _ => CkError::FunctionFailed,
         };
         assert_eq!(
-            api::sign(h, b"data"),
+            backend::sign(h, b"data"),
             Err(expected),
             "{behaviour:?}: no signature handed out"
         );
-        let mechs = api::get_mechanism_list(AUTH_SLOT).unwrap();
+        let mechs = backend::get_mechanism_list(AUTH_SLOT).unwrap();
         assert!(!mechs.contains(&CKM_RSA_PKCS_PSS) && !mechs.contains(&CKM_SHA256_RSA_PKCS_PSS));
         assert_eq!(
-            api::get_mechanism_info(AUTH_SLOT, CKM_RSA_PKCS_PSS).err(),
+            backend::get_mechanism_info(AUTH_SLOT, CKM_RSA_PKCS_PSS).err(),
             Some(CkError::MechanismInvalid)
         );
         assert_eq!(
-            api::sign_init(h, &pss(CKM_RSA_PKCS_PSS), key),
+            backend::sign_init(h, &pss(CKM_RSA_PKCS_PSS), key),
             Err(CkError::MechanismInvalid)
         );
-        api::sign_init(h, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
-        let sig = api::sign(h, b"data").unwrap();
+        backend::sign_init(h, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+        let sig = backend::sign(h, b"data").unwrap();
         let pubkey = public_key(f.card.lock().auth_cert());
         assert!(pubkey
             .verify(
@@ -600,7 +615,7 @@ fn two_call_convention_through_the_c_functions() {
     use std::ptr;
     let f = Fixture::new();
     let h = f.session(AUTH_SLOT);
-    api::login(h, CKU_USER, Some(b"1234")).unwrap();
+    backend::login(h, CKU_USER, Some(b"1234")).unwrap();
     let key = private_key(h);
     let mut m = CK_MECHANISM {
         mechanism: CKM_SHA256_RSA_PKCS,
@@ -679,20 +694,20 @@ fn short_ef_identifiers_save_selects_and_a_card_without_them_still_works() {
         let f = Fixture::new();
         f.card.lock().set_sfi(sfi);
         let list = apdus(&f, || {
-            api::get_slot_list(true).unwrap();
-            api::get_token_info(AUTH_SLOT).unwrap();
-            api::get_token_info(SIGN_SLOT).unwrap();
+            backend::get_slot_list(true).unwrap();
+            backend::get_token_info(AUTH_SLOT).unwrap();
+            backend::get_token_info(SIGN_SLOT).unwrap();
         });
         let h = f.session(AUTH_SLOT);
-        let login = apdus(&f, || api::login(h, CKU_USER, Some(b"1234")).unwrap());
+        let login = apdus(&f, || backend::login(h, CKU_USER, Some(b"1234")).unwrap());
         let key = private_key(h);
-        api::sign_init(h, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+        backend::sign_init(h, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
         let first = apdus(&f, || {
-            api::sign(h, b"one").unwrap();
+            backend::sign(h, b"one").unwrap();
         });
-        api::sign_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), key).unwrap();
+        backend::sign_init(h, &pss(CKM_SHA256_RSA_PKCS_PSS), key).unwrap();
         let second = apdus(&f, || {
-            let sig = api::sign(h, b"two").unwrap();
+            let sig = backend::sign(h, b"two").unwrap();
             let pubkey = public_key(f.card.lock().auth_cert());
             assert!(pubkey
                 .verify(
@@ -745,15 +760,15 @@ fn short_ef_identifiers_save_selects_and_a_card_without_them_still_works() {
 fn apdu_counts_of_the_main_flows() {
     let f = Fixture::new();
     let list = apdus(&f, || {
-        api::get_slot_list(true).unwrap();
-        api::get_token_info(AUTH_SLOT).unwrap();
-        api::get_token_info(SIGN_SLOT).unwrap();
+        backend::get_slot_list(true).unwrap();
+        backend::get_token_info(AUTH_SLOT).unwrap();
+        backend::get_token_info(SIGN_SLOT).unwrap();
     });
     // Object listing (as pkcs11-tool -O does): every object, its class, label, id and value.
     let h = f.session(AUTH_SLOT);
     let objects = apdus(&f, || {
         for o in find(h, vec![]) {
-            let _ = api::get_attribute_value(
+            let _ = backend::get_attribute_value(
                 h,
                 o,
                 &[CKA_CLASS, CKA_LABEL, CKA_ID, CKA_VALUE, CKA_MODULUS],
@@ -779,10 +794,13 @@ fn null_pin_without_pinentry_is_refused() {
     let _c = ConfigGuard::set(Default::default());
     let a = f.session(AUTH_SLOT);
     assert_eq!(
-        api::get_token_info(AUTH_SLOT).unwrap().flags & CKF_PROTECTED_AUTHENTICATION_PATH,
+        backend::get_token_info(AUTH_SLOT).unwrap().flags & CKF_PROTECTED_AUTHENTICATION_PATH,
         0
     );
-    assert_eq!(api::login(a, CKU_USER, None), Err(CkError::ArgumentsBad));
+    assert_eq!(
+        backend::login(a, CKU_USER, None),
+        Err(CkError::ArgumentsBad)
+    );
     assert_eq!(f.verifies_sent(), 0);
 }
 
@@ -792,16 +810,16 @@ fn pinentry_login_shows_tries_and_verifies_once() {
     let (_c, dir) = with_pinentry("ok", "D 1234\\nOK");
     let a = f.session(AUTH_SLOT);
     for slot in [AUTH_SLOT, SIGN_SLOT] {
-        let flags = api::get_token_info(slot).unwrap().flags;
+        let flags = backend::get_token_info(slot).unwrap().flags;
         assert_ne!(flags & CKF_PROTECTED_AUTHENTICATION_PATH, 0, "slot {slot}");
     }
     // One wrong typed PIN first: the prompt must then say 2 tries left.
     assert_eq!(
-        api::login(a, CKU_USER, Some(b"0000")),
+        backend::login(a, CKU_USER, Some(b"0000")),
         Err(CkError::PinIncorrect)
     );
     f.clear_log();
-    api::login(a, CKU_USER, None).unwrap();
+    backend::login(a, CKU_USER, None).unwrap();
     assert_eq!(f.verifies_sent(), 1, "exactly one VERIFY: {:?}", f.log());
     assert_eq!(f.card.lock().tries_left().0, 3);
     let log = std::fs::read_to_string(dir.join("log")).unwrap();
@@ -828,32 +846,47 @@ fn pinentry_answers_are_checked_like_typed_pins() {
     {
         let (_c, _) = with_pinentry("cancel", "ERR 83886179 Operation cancelled");
         assert_eq!(
-            api::login(a, CKU_USER, None),
+            backend::login(a, CKU_USER, None),
             Err(CkError::FunctionCanceled)
         );
     }
     {
         let (_c, _) = with_pinentry("short", "D 123\\nOK");
-        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::PinIncorrect));
+        assert_eq!(
+            backend::login(a, CKU_USER, None),
+            Err(CkError::PinIncorrect)
+        );
     }
     {
         let (_c, _) = with_pinentry("empty", "OK");
-        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::PinIncorrect));
+        assert_eq!(
+            backend::login(a, CKU_USER, None),
+            Err(CkError::PinIncorrect)
+        );
     }
     {
         let _c = ConfigGuard::set(crate::config::Config {
             pinentry: Some("/nonexistent/pinentry".into()),
             ..Default::default()
         });
-        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::FunctionFailed));
+        assert_eq!(
+            backend::login(a, CKU_USER, None),
+            Err(CkError::FunctionFailed)
+        );
     }
     assert_eq!(f.verifies_sent(), 0, "nothing sent: {:?}", f.log());
     {
         let (_c, _) = with_pinentry("wrong", "D 9999\\nOK");
-        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::PinIncorrect));
+        assert_eq!(
+            backend::login(a, CKU_USER, None),
+            Err(CkError::PinIncorrect)
+        );
         assert_eq!(f.verifies_sent(), 1, "one VERIFY, never retried");
         // The same wrong PIN from pinentry again is not sent again.
-        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::PinIncorrect));
+        assert_eq!(
+            backend::login(a, CKU_USER, None),
+            Err(CkError::PinIncorrect)
+        );
         assert_eq!(
             f.verifies_sent(),
             1,
@@ -862,14 +895,14 @@ fn pinentry_answers_are_checked_like_typed_pins() {
     }
     for (i, wrong) in ["9998", "9997"].iter().enumerate() {
         let (_c, _) = with_pinentry(&format!("wrong{i}"), &format!("D {wrong}\\nOK"));
-        api::login(a, CKU_USER, None).unwrap_err();
+        backend::login(a, CKU_USER, None).unwrap_err();
     }
     {
         let (_c, _) = with_pinentry("locked", "D 1234\\nOK");
         assert_eq!(f.card.lock().tries_left().0, 0);
         let before = f.verifies_sent();
         // Locked: refused before the pinentry is even started.
-        assert_eq!(api::login(a, CKU_USER, None), Err(CkError::PinLocked));
+        assert_eq!(backend::login(a, CKU_USER, None), Err(CkError::PinLocked));
         assert_eq!(f.verifies_sent(), before);
     }
 }
@@ -880,11 +913,11 @@ fn pinentry_for_each_signature() {
     let (_c, dir) = with_pinentry("sign", "D jpkitest1\\nOK");
     let sign_pub = public_key(f.card.lock().sign_cert());
     let s = f.session(SIGN_SLOT);
-    api::login(s, CKU_USER, None).unwrap();
+    backend::login(s, CKU_USER, None).unwrap();
     let key = private_key(s);
-    api::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
-    api::login(s, CKU_CONTEXT_SPECIFIC, None).unwrap();
-    let sig = api::sign(s, b"doc").unwrap();
+    backend::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    backend::login(s, CKU_CONTEXT_SPECIFIC, None).unwrap();
+    let sig = backend::sign(s, b"doc").unwrap();
     sign_pub
         .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(b"doc"), &sig)
         .expect("signature verifies");
@@ -906,39 +939,39 @@ fn hidden_tokens_and_pss_switched_off() {
         pss: false,
         ..Default::default()
     });
-    assert_eq!(api::get_slot_list(true).unwrap(), vec![AUTH_SLOT]);
+    assert_eq!(backend::get_slot_list(true).unwrap(), vec![AUTH_SLOT]);
     assert_eq!(
-        api::get_slot_list(false).unwrap(),
+        backend::get_slot_list(false).unwrap(),
         vec![AUTH_SLOT, SIGN_SLOT]
     );
     assert_eq!(
-        api::get_slot_info(SIGN_SLOT).unwrap().flags & CKF_TOKEN_PRESENT,
+        backend::get_slot_info(SIGN_SLOT).unwrap().flags & CKF_TOKEN_PRESENT,
         0
     );
     assert_eq!(
-        api::get_token_info(SIGN_SLOT).map(|_| ()),
+        backend::get_token_info(SIGN_SLOT).map(|_| ()),
         Err(CkError::TokenNotPresent)
     );
     assert_eq!(
-        api::open_session(SIGN_SLOT, CKF_SERIAL_SESSION).map(|_| ()),
+        backend::open_session(SIGN_SLOT, CKF_SERIAL_SESSION).map(|_| ()),
         Err(CkError::TokenNotPresent)
     );
-    let mechs = api::get_mechanism_list(AUTH_SLOT).unwrap();
+    let mechs = backend::get_mechanism_list(AUTH_SLOT).unwrap();
     assert!(mechs.contains(&CKM_SHA256_RSA_PKCS));
     assert!(!mechs.contains(&CKM_RSA_PKCS_PSS) && !mechs.contains(&CKM_SHA256_RSA_PKCS_PSS));
     assert_eq!(
-        api::get_mechanism_info(AUTH_SLOT, CKM_RSA_PKCS_PSS).map(|_| ()),
+        backend::get_mechanism_info(AUTH_SLOT, CKM_RSA_PKCS_PSS).map(|_| ()),
         Err(CkError::MechanismInvalid)
     );
     let a = f.session(AUTH_SLOT);
-    api::login(a, CKU_USER, Some(b"1234")).unwrap();
+    backend::login(a, CKU_USER, Some(b"1234")).unwrap();
     let key = private_key(a);
     assert_eq!(
-        api::sign_init(a, &pss(CKM_SHA256_RSA_PKCS_PSS), key),
+        backend::sign_init(a, &pss(CKM_SHA256_RSA_PKCS_PSS), key),
         Err(CkError::MechanismInvalid)
     );
-    api::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
-    api::sign(a, b"x").unwrap();
+    backend::sign_init(a, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    backend::sign(a, b"x").unwrap();
 }
 
 #[test]
@@ -947,45 +980,48 @@ fn a_refused_pin_is_not_sent_again_and_a_failed_context_login_ends_the_signature
     let s = f.session(SIGN_SLOT);
     f.clear_log();
     assert_eq!(
-        api::login(s, CKU_USER, Some(b"WRONG1")),
+        backend::login(s, CKU_USER, Some(b"WRONG1")),
         Err(CkError::PinIncorrect)
     );
     // The same wrong password again (as an application loop would send it): not sent.
     assert_eq!(
-        api::login(s, CKU_USER, Some(b"wrong1")),
+        backend::login(s, CKU_USER, Some(b"wrong1")),
         Err(CkError::PinIncorrect)
     );
     assert_eq!(f.verifies_sent(), 1, "{:?}", f.log());
     assert_eq!(f.card.lock().tries_left().1, 4);
     // Another wrong one is a new guess: it is sent (and costs a try).
     assert_eq!(
-        api::login(s, CKU_USER, Some(b"WRONG2")),
+        backend::login(s, CKU_USER, Some(b"WRONG2")),
         Err(CkError::PinIncorrect)
     );
     assert_eq!(f.card.lock().tries_left().1, 3);
-    api::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
+    backend::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
     assert_eq!(f.card.lock().tries_left().1, 5);
     let key = private_key(s);
-    api::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    backend::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
     f.clear_log();
     assert_eq!(
-        api::login(s, CKU_CONTEXT_SPECIFIC, Some(b"WRONG3")),
+        backend::login(s, CKU_CONTEXT_SPECIFIC, Some(b"WRONG3")),
         Err(CkError::PinIncorrect)
     );
     // NSS retries the per-signature login with the same password: the operation is gone.
     for _ in 0..5 {
         assert_eq!(
-            api::login(s, CKU_CONTEXT_SPECIFIC, Some(b"WRONG3")),
+            backend::login(s, CKU_CONTEXT_SPECIFIC, Some(b"WRONG3")),
             Err(CkError::OperationNotInitialized)
         );
     }
-    assert_eq!(api::sign(s, b"x"), Err(CkError::OperationNotInitialized));
+    assert_eq!(
+        backend::sign(s, b"x"),
+        Err(CkError::OperationNotInitialized)
+    );
     assert_eq!(f.verifies_sent(), 1, "{:?}", f.log());
     assert_eq!(f.card.lock().tries_left().1, 4);
     // The user is still logged in and can sign with the right password.
-    api::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
-    api::login(s, CKU_CONTEXT_SPECIFIC, Some(b"JPKITEST1")).unwrap();
-    let sig = api::sign(s, b"x").unwrap();
+    backend::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    backend::login(s, CKU_CONTEXT_SPECIFIC, Some(b"JPKITEST1")).unwrap();
+    let sig = backend::sign(s, b"x").unwrap();
     let pubkey = public_key(f.card.lock().sign_cert());
     assert!(pubkey
         .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(b"x"), &sig)
@@ -1004,18 +1040,21 @@ fn a_card_without_the_jpki_application_shows_no_token() {
         sw: 0x6A82,
     });
     let other = f.sys.insert(0, other);
-    assert_eq!(api::get_slot_list(true).unwrap(), Vec::<CK_SLOT_ID>::new());
-    assert_eq!(api::get_slot_list(false).unwrap(), vec![0, 1]);
     assert_eq!(
-        api::get_slot_info(AUTH_SLOT).unwrap().flags & CKF_TOKEN_PRESENT,
+        backend::get_slot_list(true).unwrap(),
+        Vec::<CK_SLOT_ID>::new()
+    );
+    assert_eq!(backend::get_slot_list(false).unwrap(), vec![0, 1]);
+    assert_eq!(
+        backend::get_slot_info(AUTH_SLOT).unwrap().flags & CKF_TOKEN_PRESENT,
         0
     );
     assert_eq!(
-        api::get_token_info(AUTH_SLOT).err(),
+        backend::get_token_info(AUTH_SLOT).err(),
         Some(CkError::TokenNotPresent)
     );
     assert_eq!(
-        api::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).err(),
+        backend::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).err(),
         Some(CkError::TokenNotPresent)
     );
     // It was asked once (SELECT JPKI), not again on every call.
@@ -1029,7 +1068,7 @@ fn a_card_without_the_jpki_application_shows_no_token() {
     // A My Number Card in its place is found.
     f.sys.remove(0);
     f.sys.insert(0, VirtualCard::in_memory());
-    assert_eq!(api::get_slot_list(true).unwrap(), vec![0, 1]);
+    assert_eq!(backend::get_slot_list(true).unwrap(), vec![0, 1]);
 }
 
 #[test]
@@ -1037,18 +1076,18 @@ fn the_per_signature_password_of_the_logged_in_user_costs_no_extra_apdus() {
     let f = Fixture::new();
     let s = f.session(SIGN_SLOT);
     // (As applications do first; it also shows the module the card takes short EF identifiers.)
-    api::get_token_info(SIGN_SLOT).unwrap();
-    api::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
+    backend::get_token_info(SIGN_SLOT).unwrap();
+    backend::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
     let key = private_key(s);
-    api::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    backend::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
     // The same password (case folded): checked against the held one, nothing sent yet.
     let login = apdus(&f, || {
-        api::login(s, CKU_CONTEXT_SPECIFIC, Some(b"jpkitest1")).unwrap()
+        backend::login(s, CKU_CONTEXT_SPECIFIC, Some(b"jpkitest1")).unwrap()
     });
     assert!(login.is_empty(), "{login:?}");
     // It reaches the card inside the signing transaction: select, verify, sign, drop.
     let sign = apdus(&f, || {
-        let sig = api::sign(s, b"x").unwrap();
+        let sig = backend::sign(s, b"x").unwrap();
         let pubkey = public_key(f.card.lock().sign_cert());
         assert!(pubkey
             .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(b"x"), &sig)
@@ -1062,6 +1101,6 @@ fn the_per_signature_password_of_the_logged_in_user_costs_no_extra_apdus() {
         1
     );
     // Without the per-signature login there is still no signature.
-    api::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
-    assert_eq!(api::sign(s, b"x"), Err(CkError::UserNotLoggedIn));
+    backend::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    assert_eq!(backend::sign(s, b"x"), Err(CkError::UserNotLoggedIn));
 }

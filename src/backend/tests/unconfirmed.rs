@@ -12,10 +12,10 @@
 //! 3. an empty VERIFY answered `9000` (unlocked, tries unknown): the card is locked again and
 //!    the tries shown as unknown.
 
-use crate::api::{self, AttrValue};
+use crate::backend::tests::reliability::{private_key, verifies};
+use crate::backend::tests::support::*;
+use crate::backend::{self, AttrValue};
 use crate::error::CkError;
-use crate::reliability_tests::{private_key, verifies};
-use crate::test_support::*;
 use crate::vcard::{Fault, VirtualCard};
 use cryptoki_sys::*;
 
@@ -40,7 +40,7 @@ fn card_with(faults: Vec<Fault>) -> VirtualCard {
 }
 
 fn tries_flags(slot: CK_SLOT_ID) -> CK_FLAGS {
-    api::get_token_info(slot).unwrap().flags
+    backend::get_token_info(slot).unwrap().flags
         & (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED)
 }
 
@@ -102,12 +102,12 @@ fn other_process_unlocks(fx: &Fixture, ef: u8, pin: &[u8]) {
 fn full_use(fx: &Fixture, auth_pin: &[u8], what: &str) {
     let m = mech(CKM_SHA256_RSA_PKCS);
     let a = fx.session(AUTH_SLOT);
-    match api::login(a, CKU_USER, Some(auth_pin)) {
+    match backend::login(a, CKU_USER, Some(auth_pin)) {
         Ok(()) | Err(CkError::UserAlreadyLoggedIn) => {}
         Err(e) => panic!("{what}: login: {e}: {:#?}", fx.log()),
     }
-    api::sign_init(a, &m, private_key(a)).unwrap();
-    let sig = api::sign(a, b"msg").unwrap_or_else(|e| panic!("{what}: sign: {e}"));
+    backend::sign_init(a, &m, private_key(a)).unwrap();
+    let sig = backend::sign(a, b"msg").unwrap_or_else(|e| panic!("{what}: sign: {e}"));
     assert!(verifies(
         &public_key(fx.card.lock().auth_cert()),
         &m,
@@ -115,13 +115,13 @@ fn full_use(fx: &Fixture, auth_pin: &[u8], what: &str) {
         &sig
     ));
     let s = fx.session(SIGN_SLOT);
-    match api::login(s, CKU_USER, Some(SIGN_PIN)) {
+    match backend::login(s, CKU_USER, Some(SIGN_PIN)) {
         Ok(()) | Err(CkError::UserAlreadyLoggedIn) => {}
         Err(e) => panic!("{what}: signature login: {e}: {:#?}", fx.log()),
     }
-    api::sign_init(s, &m, private_key(s)).unwrap();
-    api::login(s, CKU_CONTEXT_SPECIFIC, Some(SIGN_PIN)).unwrap();
-    let sig = api::sign(s, b"msg").unwrap_or_else(|e| panic!("{what}: signature: {e}"));
+    backend::sign_init(s, &m, private_key(s)).unwrap();
+    backend::login(s, CKU_CONTEXT_SPECIFIC, Some(SIGN_PIN)).unwrap();
+    let sig = backend::sign(s, b"msg").unwrap_or_else(|e| panic!("{what}: signature: {e}"));
     assert!(verifies(
         &public_key(fx.card.lock().sign_cert()),
         &m,
@@ -143,22 +143,25 @@ fn short_forms_refused_with_any_status_word_fall_back() {
         let what = format!("short forms answered {sw:04X}");
         let fx = Fixture::with_card(card_with(vec![Fault::ShortForm { ins: None, sw }]));
         let mut all = during(&fx, || {
-            assert_eq!(api::get_slot_list(true).unwrap(), vec![0, 1], "{what}");
+            assert_eq!(backend::get_slot_list(true).unwrap(), vec![0, 1], "{what}");
             assert_eq!(tries_flags(AUTH_SLOT), 0, "{what}");
             assert_eq!(tries_flags(SIGN_SLOT), 0, "{what}");
         });
         // Public certificates: the card's own.
         let a = fx.session(AUTH_SLOT);
         let certs = {
-            api::find_objects_init(a, vec![(CKA_CLASS, CKO_CERTIFICATE.to_ne_bytes().to_vec())])
-                .unwrap();
-            let found = api::find_objects(a, 10).unwrap();
-            api::find_objects_final(a).unwrap();
+            backend::find_objects_init(
+                a,
+                vec![(CKA_CLASS, CKO_CERTIFICATE.to_ne_bytes().to_vec())],
+            )
+            .unwrap();
+            let found = backend::find_objects(a, 10).unwrap();
+            backend::find_objects_final(a).unwrap();
             found
         };
         assert_eq!(certs.len(), 2, "{what}");
         for o in certs {
-            let v = api::get_attribute_value(a, o, &[CKA_VALUE])
+            let v = backend::get_attribute_value(a, o, &[CKA_VALUE])
                 .unwrap_or_else(|e| panic!("{what}: certificate value: {e}"));
             let AttrValue::Value(v) = &v[0] else {
                 panic!("{what}: {v:?}")
@@ -167,7 +170,7 @@ fn short_forms_refused_with_any_status_word_fall_back() {
             assert!(v == c.auth_cert() || v == c.auth_ca_cert(), "{what}");
         }
         let login = during(&fx, || {
-            api::login(a, CKU_USER, Some(AUTH_PIN))
+            backend::login(a, CKU_USER, Some(AUTH_PIN))
                 .unwrap_or_else(|e| panic!("{what}: login: {e}: {:#?}", fx.log()))
         });
         assert_eq!(pin_verifies(&login).len(), 1, "{what}: {login:#?}");
@@ -175,9 +178,9 @@ fn short_forms_refused_with_any_status_word_fall_back() {
         let key = private_key(a);
         let mut calls = vec![];
         for i in 0..2 {
-            api::sign_init(a, &m, key).unwrap();
+            backend::sign_init(a, &m, key).unwrap();
             calls.push(during(&fx, || {
-                let sig = api::sign(a, b"msg")
+                let sig = backend::sign(a, b"msg")
                     .unwrap_or_else(|e| panic!("{what}: signature {i}: {e}: {:#?}", fx.log()));
                 assert!(verifies(
                     &public_key(fx.card.lock().auth_cert()),
@@ -188,8 +191,8 @@ fn short_forms_refused_with_any_status_word_fall_back() {
             }));
         }
         let p = pss(CKM_SHA256_RSA_PKCS_PSS);
-        api::sign_init(a, &p, key).unwrap();
-        let sig = api::sign(a, b"msg").unwrap_or_else(|e| panic!("{what}: PSS: {e}"));
+        backend::sign_init(a, &p, key).unwrap();
+        let sig = backend::sign(a, b"msg").unwrap_or_else(|e| panic!("{what}: PSS: {e}"));
         assert!(verifies(
             &public_key(fx.card.lock().auth_cert()),
             &p,
@@ -232,15 +235,15 @@ fn a_short_form_refused_alone_keeps_the_others() {
         sw: 0x6981,
     }]));
     // (The empty VERIFY in the short form, answered 63Cx, is what allows a PIN in that form.)
-    api::get_slot_list(true).unwrap();
-    api::get_token_info(AUTH_SLOT).unwrap();
-    api::get_token_info(SIGN_SLOT).unwrap();
+    backend::get_slot_list(true).unwrap();
+    backend::get_token_info(AUTH_SLOT).unwrap();
+    backend::get_token_info(SIGN_SLOT).unwrap();
     full_use(&fx, AUTH_PIN, "READ BINARY refused");
     let a = fx.session(AUTH_SLOT);
     let m = mech(CKM_SHA256_RSA_PKCS);
-    api::sign_init(a, &m, private_key(a)).unwrap();
+    backend::sign_init(a, &m, private_key(a)).unwrap();
     let log = during(&fx, || {
-        api::sign(a, b"again").unwrap();
+        backend::sign(a, b"again").unwrap();
     });
     assert_eq!(log.len(), 4, "{log:#?}");
     assert!(log[2].starts_with("802A0097"), "{log:#?}");
@@ -251,9 +254,9 @@ fn a_short_form_refused_alone_keeps_the_others() {
         ins: Some(0x2A),
         sw: 0x6A87,
     }]));
-    api::get_slot_list(true).unwrap();
-    api::get_token_info(AUTH_SLOT).unwrap();
-    api::get_token_info(SIGN_SLOT).unwrap();
+    backend::get_slot_list(true).unwrap();
+    backend::get_token_info(AUTH_SLOT).unwrap();
+    backend::get_token_info(SIGN_SLOT).unwrap();
     fx.clear_log();
     full_use(&fx, AUTH_PIN, "SIGN refused");
     let all = fx.log();
@@ -301,29 +304,29 @@ fn run_pin_call(fx: &Fixture, call: PinCall) -> Vec<String> {
     let a = fx.session(AUTH_SLOT);
     let s = fx.session(SIGN_SLOT);
     match call {
-        PinCall::LoginAuth => during(fx, || api::login(a, CKU_USER, Some(AUTH_PIN)).unwrap()),
-        PinCall::LoginSign => during(fx, || api::login(s, CKU_USER, Some(SIGN_PIN)).unwrap()),
+        PinCall::LoginAuth => during(fx, || backend::login(a, CKU_USER, Some(AUTH_PIN)).unwrap()),
+        PinCall::LoginSign => during(fx, || backend::login(s, CKU_USER, Some(SIGN_PIN)).unwrap()),
         PinCall::WrongPin => during(fx, || {
             assert_eq!(
-                api::login(a, CKU_USER, Some(b"0000")),
+                backend::login(a, CKU_USER, Some(b"0000")),
                 Err(CkError::PinIncorrect)
             )
         }),
         PinCall::ContextLoginWrong => {
-            api::login(s, CKU_USER, Some(SIGN_PIN)).unwrap();
-            api::sign_init(s, &m, private_key(s)).unwrap();
+            backend::login(s, CKU_USER, Some(SIGN_PIN)).unwrap();
+            backend::sign_init(s, &m, private_key(s)).unwrap();
             during(fx, || {
                 assert_eq!(
-                    api::login(s, CKU_CONTEXT_SPECIFIC, Some(b"WRONG1")),
+                    backend::login(s, CKU_CONTEXT_SPECIFIC, Some(b"WRONG1")),
                     Err(CkError::PinIncorrect)
                 )
             })
         }
         PinCall::SignAuth => {
-            api::login(a, CKU_USER, Some(AUTH_PIN)).unwrap();
-            api::sign_init(a, &m, private_key(a)).unwrap();
+            backend::login(a, CKU_USER, Some(AUTH_PIN)).unwrap();
+            backend::sign_init(a, &m, private_key(a)).unwrap();
             during(fx, || {
-                let sig = api::sign(a, b"msg").unwrap();
+                let sig = backend::sign(a, b"msg").unwrap();
                 assert!(verifies(
                     &public_key(fx.card.lock().auth_cert()),
                     &m,
@@ -333,11 +336,11 @@ fn run_pin_call(fx: &Fixture, call: PinCall) -> Vec<String> {
             })
         }
         PinCall::SignSign => {
-            api::login(s, CKU_USER, Some(SIGN_PIN)).unwrap();
-            api::sign_init(s, &m, private_key(s)).unwrap();
-            api::login(s, CKU_CONTEXT_SPECIFIC, Some(SIGN_PIN)).unwrap();
+            backend::login(s, CKU_USER, Some(SIGN_PIN)).unwrap();
+            backend::sign_init(s, &m, private_key(s)).unwrap();
+            backend::login(s, CKU_CONTEXT_SPECIFIC, Some(SIGN_PIN)).unwrap();
             during(fx, || {
-                let sig = api::sign(s, b"msg").unwrap();
+                let sig = backend::sign(s, b"msg").unwrap();
                 assert!(verifies(
                     &public_key(fx.card.lock().sign_cert()),
                     &m,
@@ -347,10 +350,10 @@ fn run_pin_call(fx: &Fixture, call: PinCall) -> Vec<String> {
             })
         }
         PinCall::SetPin => during(fx, || {
-            api::set_pin(a, Some(AUTH_PIN), Some(b"5678")).unwrap();
+            backend::set_pin(a, Some(AUTH_PIN), Some(b"5678")).unwrap();
         }),
         PinCall::TokenInfoUnlocked => {
-            api::get_token_info(AUTH_SLOT).unwrap();
+            backend::get_token_info(AUTH_SLOT).unwrap();
             other_process_unlocks(fx, 0x18, AUTH_PIN);
             during(fx, || assert_eq!(tries_flags(AUTH_SLOT), 0))
         }
@@ -429,7 +432,7 @@ fn a_card_still_unlocked_after_power_off_is_an_error_not_an_assumption() {
     let a = fx.session(AUTH_SLOT);
     let log = during(&fx, || {
         assert_eq!(
-            api::login(a, CKU_USER, Some(AUTH_PIN)),
+            backend::login(a, CKU_USER, Some(AUTH_PIN)),
             Err(CkError::DeviceError)
         )
     });
@@ -441,7 +444,7 @@ fn a_card_still_unlocked_after_power_off_is_an_error_not_an_assumption() {
     );
     assert_eq!(pin_verifies(&log).len(), 1, "{log:#?}");
     assert_eq!(
-        { api::get_session_info(a).unwrap().state },
+        { backend::get_session_info(a).unwrap().state },
         CKS_RW_PUBLIC_SESSION,
         "not logged in"
     );
@@ -454,7 +457,7 @@ fn a_card_still_unlocked_after_power_off_is_an_error_not_an_assumption() {
     let s = fx.session(SIGN_SLOT);
     let log = during(&fx, || {
         assert_eq!(
-            api::login(s, CKU_USER, Some(SIGN_PIN)),
+            backend::login(s, CKU_USER, Some(SIGN_PIN)),
             Err(CkError::DeviceError)
         )
     });
@@ -476,11 +479,11 @@ fn an_empty_verify_answered_9000_means_unlocked_tries_unknown() {
     for (slot, ef, pin) in [(AUTH_SLOT, 0x18, AUTH_PIN), (SIGN_SLOT, 0x1B, SIGN_PIN)] {
         let what = format!("slot {slot}");
         let fx = Fixture::with_card(card_with(vec![Fault::EmptyVerify9000]));
-        api::get_slot_list(true).unwrap();
+        backend::get_slot_list(true).unwrap();
         // A wrong PIN first: the counter the card then shows is not full.
         let h = fx.session(slot);
         assert_eq!(
-            api::login(
+            backend::login(
                 h,
                 CKU_USER,
                 Some(if slot == AUTH_SLOT {
@@ -494,7 +497,7 @@ fn an_empty_verify_answered_9000_means_unlocked_tries_unknown() {
         assert_ne!(tries_flags(slot), 0, "{what}");
         other_process_unlocks(&fx, ef, pin);
         let log = during(&fx, || {
-            let info = api::get_token_info(slot)
+            let info = backend::get_token_info(slot)
                 .unwrap_or_else(|e| panic!("{what}: C_GetTokenInfo: {e}: {:#?}", fx.log()));
             assert_eq!(
                 info.flags
@@ -539,7 +542,7 @@ fn pinentry_with_tries_unknown_still_asks() {
     let _guard = ConfigGuard;
     let a = fx.session(AUTH_SLOT);
     other_process_unlocks(&fx, 0x18, AUTH_PIN);
-    let log = during(&fx, || api::login(a, CKU_USER, None).unwrap());
+    let log = during(&fx, || backend::login(a, CKU_USER, None).unwrap());
     assert_eq!(pin_verifies(&log).len(), 1, "{log:#?}");
     let asked = std::fs::read_to_string(dir.join("log")).unwrap();
     assert!(asked.contains("Tries left: unknown"), "{asked}");

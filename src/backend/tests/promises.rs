@@ -1,9 +1,9 @@
 //! Issue 9's findings on the module's promises (return codes, limits, the login lifecycle), each
 //! reproduced here first as a failing test, in-process on the virtual card.
 
-use crate::api::{self, MechParams, Mechanism};
+use crate::backend::tests::support::*;
+use crate::backend::{self, MechanismParams, RawMechanism};
 use crate::error::CkError;
-use crate::test_support::*;
 use crate::vcard::VirtualCard;
 use cryptoki_sys::*;
 use std::time::Duration;
@@ -12,15 +12,15 @@ const AUTH_SLOT: CK_SLOT_ID = 0;
 const SIGN_SLOT: CK_SLOT_ID = 1;
 
 fn reinitialize() {
-    api::finalize().unwrap();
-    api::initialize().unwrap();
+    backend::finalize().unwrap();
+    backend::initialize().unwrap();
 }
 
 /// As [`reinitialize`], then lists the slots as most applications do first (so that this
 /// test's findings do not depend on finding 5's).
 fn reinitialize_and_list() {
     reinitialize();
-    api::get_slot_list(false).unwrap();
+    backend::get_slot_list(false).unwrap();
 }
 
 /// Finding 2: the PIN the card refused is not sent again after `C_Finalize` + `C_Initialize`
@@ -31,7 +31,7 @@ fn a_refused_pin_is_not_resent_after_reinitialization() {
     let f = Fixture::new();
     let a = f.session(AUTH_SLOT);
     assert_eq!(
-        api::login(a, CKU_USER, Some(b"0000")),
+        backend::login(a, CKU_USER, Some(b"0000")),
         Err(CkError::PinIncorrect)
     );
     assert_eq!(f.verifies_sent(), 1);
@@ -39,10 +39,10 @@ fn a_refused_pin_is_not_resent_after_reinitialization() {
 
     // A new initialization, the same wrong PIN: nothing sent, the same answer.
     reinitialize_and_list();
-    let a = api::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
+    let a = backend::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
     f.clear_log();
     assert_eq!(
-        api::login(a, CKU_USER, Some(b"0000")),
+        backend::login(a, CKU_USER, Some(b"0000")),
         Err(CkError::PinIncorrect)
     );
     assert_eq!(f.verifies_sent(), 0, "{:?}", f.log());
@@ -50,12 +50,12 @@ fn a_refused_pin_is_not_resent_after_reinitialization() {
 
     // The same after reading the flags first (the counter is then known, unchanged).
     reinitialize_and_list();
-    let flags = api::get_token_info(AUTH_SLOT).unwrap().flags;
+    let flags = backend::get_token_info(AUTH_SLOT).unwrap().flags;
     assert_ne!(flags & CKF_USER_PIN_COUNT_LOW, 0);
-    let a = api::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
+    let a = backend::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
     f.clear_log();
     assert_eq!(
-        api::login(a, CKU_USER, Some(b"0000")),
+        backend::login(a, CKU_USER, Some(b"0000")),
         Err(CkError::PinIncorrect)
     );
     assert_eq!(f.verifies_sent(), 0, "{:?}", f.log());
@@ -72,10 +72,10 @@ fn a_refused_pin_is_not_resent_after_reinitialization() {
     }
     assert_eq!(f.card.lock().tries_left(), (1, 5));
     reinitialize_and_list();
-    let a = api::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
+    let a = backend::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
     f.clear_log();
     assert_eq!(
-        api::login(a, CKU_USER, Some(b"1234")),
+        backend::login(a, CKU_USER, Some(b"1234")),
         Ok(()),
         "the right PIN is never held back"
     );
@@ -90,23 +90,28 @@ fn huge_random_requests_are_bounded() {
     let f = Fixture::new();
     let a = f.session(AUTH_SLOT);
     f.clear_log();
-    for len in [api::MAX_RANDOM_LEN + 1, 1 << 30, usize::MAX / 2, usize::MAX] {
+    for len in [
+        backend::MAX_RANDOM_LEN + 1,
+        1 << 30,
+        usize::MAX / 2,
+        usize::MAX,
+    ] {
         assert_eq!(
-            api::generate_random(a, len).map(|v| v.len()),
+            backend::generate_random(a, len).map(|v| v.len()),
             Err(CkError::ArgumentsBad),
             "{len}"
         );
     }
     assert!(f.commands().is_empty(), "{:?}", f.log());
     assert_eq!(
-        api::generate_random(0xDEAD, 1 << 30).map(|v| v.len()),
+        backend::generate_random(0xDEAD, 1 << 30).map(|v| v.len()),
         Err(CkError::SessionHandleInvalid)
     );
-    let r = api::generate_random(a, api::MAX_RANDOM_LEN).unwrap();
-    assert_eq!(r.len(), api::MAX_RANDOM_LEN);
-    assert_eq!(f.commands().len(), 1 + api::MAX_RANDOM_LEN / 8);
+    let r = backend::generate_random(a, backend::MAX_RANDOM_LEN).unwrap();
+    assert_eq!(r.len(), backend::MAX_RANDOM_LEN);
+    assert_eq!(f.commands().len(), 1 + backend::MAX_RANDOM_LEN / 8);
     // Through the C function, with a real buffer one byte too long for the bound.
-    let mut buf = vec![0u8; api::MAX_RANDOM_LEN + 1];
+    let mut buf = vec![0u8; backend::MAX_RANDOM_LEN + 1];
     // SAFETY: `buf` is valid for writing its length.
     let rv =
         unsafe { crate::ffi::random::C_GenerateRandom(a, buf.as_mut_ptr(), buf.len() as CK_ULONG) };
@@ -121,16 +126,19 @@ fn slot_ids_are_valid_right_after_initialize() {
     reinitialize();
     // No C_GetSlotList in this initialization.
     assert_ne!(
-        api::get_slot_info(SIGN_SLOT).unwrap().flags & CKF_TOKEN_PRESENT,
+        backend::get_slot_info(SIGN_SLOT).unwrap().flags & CKF_TOKEN_PRESENT,
         0
     );
     assert_eq!(
-        &api::get_token_info(AUTH_SLOT).unwrap().label[..24],
+        &backend::get_token_info(AUTH_SLOT).unwrap().label[..24],
         b"JPKI User Authentication"
     );
-    let s = api::open_session(SIGN_SLOT, CKF_SERIAL_SESSION).unwrap();
-    assert_eq!({ api::get_session_info(s).unwrap().slotID }, SIGN_SLOT);
-    assert_eq!(api::get_slot_info(2).err(), Some(CkError::SlotIdInvalid));
+    let s = backend::open_session(SIGN_SLOT, CKF_SERIAL_SESSION).unwrap();
+    assert_eq!({ backend::get_session_info(s).unwrap().slotID }, SIGN_SLOT);
+    assert_eq!(
+        backend::get_slot_info(2).err(),
+        Some(CkError::SlotIdInvalid)
+    );
 }
 
 /// Finding 6: a login ends with the last live session of its token; sessions of a removed card
@@ -141,33 +149,33 @@ fn a_login_does_not_outlive_the_sessions_of_its_card() {
     let _stale = f.session(AUTH_SLOT);
     f.sys.remove(0).unwrap();
     f.sys.insert(0, VirtualCard::in_memory_other());
-    let b = api::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
+    let b = backend::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
     assert_eq!(
-        { api::get_token_info(AUTH_SLOT).unwrap().ulSessionCount },
+        { backend::get_token_info(AUTH_SLOT).unwrap().ulSessionCount },
         1,
         "the dead session is not counted"
     );
-    api::login(b, CKU_USER, Some(b"1234")).unwrap();
-    api::close_session(b).unwrap();
+    backend::login(b, CKU_USER, Some(b"1234")).unwrap();
+    backend::close_session(b).unwrap();
     assert_eq!(
-        { api::get_token_info(AUTH_SLOT).unwrap().ulSessionCount },
+        { backend::get_token_info(AUTH_SLOT).unwrap().ulSessionCount },
         0
     );
-    let c = api::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
+    let c = backend::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
     assert_eq!(
-        { api::get_session_info(c).unwrap().state },
+        { backend::get_session_info(c).unwrap().state },
         CKS_RO_PUBLIC_SESSION,
         "the login ended with its token's last live session"
     );
     // With a live session left, the login stays (PKCS#11: login is per token).
-    let d = api::open_session(AUTH_SLOT, CKF_SERIAL_SESSION | CKF_RW_SESSION).unwrap();
-    api::login(d, CKU_USER, Some(b"1234")).unwrap();
-    api::close_session(d).unwrap();
+    let d = backend::open_session(AUTH_SLOT, CKF_SERIAL_SESSION | CKF_RW_SESSION).unwrap();
+    backend::login(d, CKU_USER, Some(b"1234")).unwrap();
+    backend::close_session(d).unwrap();
     assert_eq!(
-        { api::get_session_info(c).unwrap().state },
+        { backend::get_session_info(c).unwrap().state },
         CKS_RO_USER_FUNCTIONS
     );
-    let info = api::get_token_info(AUTH_SLOT).unwrap();
+    let info = backend::get_token_info(AUTH_SLOT).unwrap();
     assert_eq!((info.ulSessionCount, info.ulRwSessionCount), (1, 0));
 }
 
@@ -192,7 +200,7 @@ fn the_pinentry_prompt_holds_no_lock() {
     let a = f.session(AUTH_SLOT);
     let s = f.session(SIGN_SLOT);
     f.clear_log();
-    let login = std::thread::spawn(move || api::login(a, CKU_USER, None));
+    let login = std::thread::spawn(move || backend::login(a, CKU_USER, None));
     let asking = dir.join("asking");
     for _ in 0..400 {
         if asking.exists() {
@@ -205,10 +213,10 @@ fn the_pinentry_prompt_holds_no_lock() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let r = (|| {
-            api::get_slot_list(true)?;
-            let flags = api::get_token_info(AUTH_SLOT)?.flags;
-            api::login(s, CKU_USER, Some(b"JPKITEST1"))?;
-            api::logout(s)?;
+            backend::get_slot_list(true)?;
+            let flags = backend::get_token_info(AUTH_SLOT)?.flags;
+            backend::login(s, CKU_USER, Some(b"JPKITEST1"))?;
+            backend::logout(s)?;
             Ok::<_, CkError>(flags)
         })();
         let _ = tx.send(r);
@@ -220,7 +228,7 @@ fn the_pinentry_prompt_holds_no_lock() {
     assert_eq!(login.join().unwrap(), Ok(()));
     assert_eq!(f.verifies_sent(), 2, "{:?}", f.log());
     assert_eq!(
-        { api::get_session_info(a).unwrap().state },
+        { backend::get_session_info(a).unwrap().state },
         CKS_RW_USER_FUNCTIONS
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -234,7 +242,7 @@ fn a_login_after_the_prompt_checks_the_state_again() {
     let _c = waiting_pinentry(&dir, "1234");
     let a = f.session(AUTH_SLOT);
     let b = f.session(AUTH_SLOT);
-    let login = std::thread::spawn(move || api::login(a, CKU_USER, None));
+    let login = std::thread::spawn(move || backend::login(a, CKU_USER, None));
     while !dir.join("asking").exists() {
         std::thread::sleep(Duration::from_millis(25));
     }
@@ -242,7 +250,7 @@ fn a_login_after_the_prompt_checks_the_state_again() {
     // for the prompt to end).
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(api::login(b, CKU_USER, Some(b"1234")));
+        let _ = tx.send(backend::login(b, CKU_USER, Some(b"1234")));
     });
     let other = rx.recv_timeout(Duration::from_secs(20));
     f.clear_log();
@@ -292,10 +300,10 @@ fn create_object_checks_arguments_first() {
     }
 }
 
-fn digest_mech(m: CK_MECHANISM_TYPE) -> Mechanism {
-    Mechanism {
+fn digest_mech(m: CK_MECHANISM_TYPE) -> RawMechanism {
+    RawMechanism {
         mechanism: m,
-        params: MechParams::None,
+        params: MechanismParams::None,
     }
 }
 
@@ -321,10 +329,10 @@ fn digests_are_offered_and_correct() {
         "2FD4E1C67A2D28FCED849EE1BB76E7391B93EB12"
     );
     for slot in [AUTH_SLOT, SIGN_SLOT] {
-        let mechs = api::get_mechanism_list(slot).unwrap();
+        let mechs = backend::get_mechanism_list(slot).unwrap();
         for (m, _) in &expected {
             assert!(mechs.contains(m), "slot {slot} lists {m:#x}");
-            let info = api::get_mechanism_info(slot, *m).unwrap();
+            let info = backend::get_mechanism_info(slot, *m).unwrap();
             assert_eq!({ info.flags }, CKF_DIGEST);
         }
     }
@@ -417,21 +425,21 @@ fn digests_are_offered_and_correct() {
     );
     // Parameters and other mechanisms are refused.
     assert_eq!(
-        api::digest_init(h, &digest_mech(CKM_MD5)),
+        backend::digest_init(h, &digest_mech(CKM_MD5)),
         Err(CkError::MechanismInvalid)
     );
     assert_eq!(
-        api::digest_init(
+        backend::digest_init(
             h,
-            &Mechanism {
+            &RawMechanism {
                 mechanism: CKM_SHA256,
-                params: MechParams::Other(vec![1])
+                params: MechanismParams::Other(vec![1])
             }
         ),
         Err(CkError::MechanismParamInvalid)
     );
     assert_eq!(
-        api::digest_init(h, &digest_mech(CKM_SHA256_RSA_PKCS)),
+        backend::digest_init(h, &digest_mech(CKM_SHA256_RSA_PKCS)),
         Err(CkError::MechanismInvalid)
     );
 }
@@ -445,18 +453,18 @@ fn a_new_signature_password_must_mix_letters_and_digits() {
     f.clear_log();
     for bad in [&b"ABCDEFGH"[..], b"12345678", b"abcdefgh"] {
         assert_eq!(
-            api::set_pin(s, Some(b"JPKITEST1"), Some(bad)),
+            backend::set_pin(s, Some(b"JPKITEST1"), Some(bad)),
             Err(CkError::PinInvalid),
             "{:?}",
             String::from_utf8_lossy(bad)
         );
     }
     assert_eq!(
-        api::set_pin(s, Some(b"JPKITEST1"), Some(b"AB12")),
+        backend::set_pin(s, Some(b"JPKITEST1"), Some(b"AB12")),
         Err(CkError::PinLenRange)
     );
     assert!(f.commands().is_empty(), "{:?}", f.log());
     // A mixed one is set (lower case folded), and then works.
-    api::set_pin(s, Some(b"JPKITEST1"), Some(b"newpass22")).unwrap();
-    assert_eq!(api::login(s, CKU_USER, Some(b"NEWPASS22")), Ok(()));
+    backend::set_pin(s, Some(b"JPKITEST1"), Some(b"newpass22")).unwrap();
+    assert_eq!(backend::login(s, CKU_USER, Some(b"NEWPASS22")), Ok(()));
 }
