@@ -16,16 +16,17 @@
 //! the wrong type never stops the module: the problem is recorded in [`Config::problems`] (logged
 //! at warning level when logging starts) and the key keeps its earlier (or default) value.
 
-use crate::card::jpki::KeyPair;
-pub use crate::log::{LogFile, LogLevel};
+use jpki_card::jpki::KeyPair;
+pub(crate) use jpki_card::log::{LogFile, LogLevel};
 use once_cell::sync::Lazy;
+#[cfg(test)]
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The module's settings, after every file was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
+pub(crate) struct Config {
     /// `[log] level`: default `warn`.
     pub log_level: LogLevel,
     /// `[log] file`: default `stderr`.
@@ -61,7 +62,7 @@ impl Default for Config {
 
 impl Config {
     /// Whether the module shows `key`'s token.
-    pub fn exposes(&self, key: KeyPair) -> bool {
+    pub(crate) fn exposes(&self, key: KeyPair) -> bool {
         match key {
             KeyPair::Auth => self.expose_auth,
             KeyPair::Sign => self.expose_sign,
@@ -69,13 +70,13 @@ impl Config {
     }
 
     /// The configuration files of this platform, in the order they are applied.
-    pub fn default_paths() -> Vec<PathBuf> {
+    pub(crate) fn default_paths() -> Vec<PathBuf> {
         paths_for(Platform::current(), &|k| std::env::var_os(k))
     }
 
     /// Applies `paths` in order onto the defaults. A missing file is skipped, except the one
     /// named in `JPKI_PKCS11_CONF`, which is reported.
-    pub fn load(paths: &[PathBuf]) -> Config {
+    pub(crate) fn load(paths: &[PathBuf]) -> Config {
         let mut cfg = Config::default();
         let explicit = std::env::var_os("JPKI_PKCS11_CONF").map(PathBuf::from);
         for path in paths {
@@ -98,7 +99,7 @@ impl Config {
     }
 
     /// Applies one file's text: every key it sets that is valid overrides the current value.
-    pub fn apply(&mut self, text: &str, source: &Path) {
+    pub(crate) fn apply(&mut self, text: &str, source: &Path) {
         self.sources.push(source.to_path_buf());
         let table: toml::Table = match text.parse() {
             Ok(t) => t,
@@ -250,10 +251,13 @@ fn token_list(value: &toml::Value) -> Option<(bool, bool)> {
 }
 
 static LOADED: Lazy<Arc<Config>> = Lazy::new(|| Arc::new(Config::load(&Config::default_paths())));
+/// The in-process tests' configuration, in place of the files (never in a build of the module).
+#[cfg(test)]
 static OVERRIDE: Lazy<Mutex<Option<Arc<Config>>>> = Lazy::new(|| Mutex::new(None));
 
 /// The module's configuration (loaded on first use).
-pub fn get() -> Arc<Config> {
+pub(crate) fn get() -> Arc<Config> {
+    #[cfg(test)]
     if let Some(c) = OVERRIDE.lock().as_ref() {
         return c.clone();
     }
@@ -262,7 +266,7 @@ pub fn get() -> Arc<Config> {
 
 /// Starts logging as the configuration says (`JPKI_PKCS11_DEBUG=<file>|stderr` overrides it with
 /// debug level), and reports the configuration's problems in the log, once per process.
-pub fn start_logging() {
+pub(crate) fn start_logging() {
     static DONE: Lazy<()> = Lazy::new(|| {
         let cfg = get();
         let (level, file) = match std::env::var_os("JPKI_PKCS11_DEBUG") {
@@ -270,12 +274,12 @@ pub fn start_logging() {
             Some(t) if !t.is_empty() => (LogLevel::Debug, LogFile::Path(t.into())),
             _ => (cfg.log_level, cfg.log_file.clone()),
         };
-        crate::log::configure(level, &file);
+        jpki_card::log::configure(level, &file);
         for p in &cfg.problems {
-            crate::log::warn(format_args!("configuration: {p}"));
+            jpki_card::log::warn(format_args!("configuration: {p}"));
         }
         if !cfg.sources.is_empty() {
-            crate::log::debug(format_args!(
+            jpki_card::log::debug(format_args!(
                 "configuration read from {:?}: tokens auth={} sign={}, pss={}, pinentry={}",
                 cfg.sources,
                 cfg.expose_auth,
@@ -289,7 +293,8 @@ pub fn start_logging() {
 }
 
 /// Replaces the configuration files by `cfg` (in-process tests); `None` goes back to the files.
-pub fn set_override(cfg: Option<Config>) {
+#[cfg(test)]
+pub(crate) fn set_override(cfg: Option<Config>) {
     *OVERRIDE.lock() = cfg.map(Arc::new);
 }
 

@@ -1,8 +1,9 @@
-//! Errors: the PKCS#11 return codes the module produces ([`CkError`]), and the internal error of
-//! the card layer ([`Error`]), which becomes a `CkError` through a context-aware conversion
-//! ([`Error::to_ck`]): the same status word means different things in `C_Login` and `C_Sign`.
+//! The PKCS#11 return codes the module produces ([`CkError`]), and the context-aware conversion
+//! of the card layer's errors ([`jpki_card::Error`]) into them ([`ToCk::to_ck`]): the same status
+//! word means different things in `C_Login` and `C_Sign`.
 
 use cryptoki_sys::*;
+use jpki_card::Error;
 use std::fmt;
 
 macro_rules! ck_errors {
@@ -94,51 +95,6 @@ impl std::error::Error for CkError {}
 /// Result of the PKCS#11 layer.
 pub type CkResult<T> = Result<T, CkError>;
 
-/// What the card layer can fail with. Never carries a PIN.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Error {
-    /// The card answered with a status word other than the one expected.
-    Status(u16),
-    /// The card was removed (or the reader disappeared) during or before the call.
-    CardRemoved,
-    /// No card in the reader.
-    NoCard,
-    /// The card was reset by another process; the operation did not run.
-    CardReset,
-    /// The PC/SC service is not running or went away.
-    NoService,
-    /// Any other transport failure (reader timeout, protocol error, ...).
-    Transport(String),
-    /// The card's answer did not parse (short, oversized, bad DER, ...).
-    Malformed(&'static str),
-    /// The card is not a My Number Card (the JPKI application cannot be selected).
-    NotJpki,
-    /// A signature from the card did not verify with the certificate's public key.
-    BadSignature,
-    /// The card could not be confirmed locked after the module unpowered it (it may still be
-    /// unlocked: the module does not assume otherwise).
-    NotLocked,
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Status(sw) => write!(f, "card answered status word {sw:04X}"),
-            Error::CardRemoved => f.write_str("card removed"),
-            Error::NoCard => f.write_str("no card in the reader"),
-            Error::CardReset => f.write_str("card reset by another process"),
-            Error::NoService => f.write_str("PC/SC service not available"),
-            Error::Transport(s) => write!(f, "reader error: {s}"),
-            Error::Malformed(s) => write!(f, "malformed card answer: {s}"),
-            Error::NotJpki => f.write_str("not a My Number Card (no JPKI application)"),
-            Error::BadSignature => f.write_str("the card's signature did not verify"),
-            Error::NotLocked => f.write_str("the card could not be confirmed locked"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
 /// What the module was doing when a card error happened: it decides the `CKR_*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Context {
@@ -150,9 +106,14 @@ pub enum Context {
     Read,
 }
 
-impl Error {
-    /// Maps a card-layer error to the PKCS#11 code for the context it happened in.
-    pub fn to_ck(&self, ctx: Context) -> CkError {
+/// The PKCS#11 code of a card-layer error.
+pub trait ToCk {
+    /// The PKCS#11 code for the context the error happened in.
+    fn to_ck(&self, ctx: Context) -> CkError;
+}
+
+impl ToCk for Error {
+    fn to_ck(&self, ctx: Context) -> CkError {
         let ck = match (self, ctx) {
             (Error::Status(sw), Context::Login) if sw & 0xFFF0 == 0x63C0 => CkError::PinIncorrect,
             (Error::Status(0x6983 | 0x6984), Context::Login | Context::Sign) => CkError::PinLocked,
@@ -165,10 +126,9 @@ impl Error {
             (Error::Transport(_), _) => CkError::DeviceError,
             (Error::Malformed(_), _) => CkError::DeviceError,
             (Error::NotJpki, _) => CkError::TokenNotRecognized,
-            (Error::BadSignature, _) => CkError::FunctionFailed,
             (Error::NotLocked, _) => CkError::DeviceError,
         };
-        crate::log::debug(format_args!("card error '{self}' in {ctx:?} -> {ck}"));
+        jpki_card::log::debug(format_args!("card error '{self}' in {ctx:?} -> {ck}"));
         ck
     }
 }

@@ -4,11 +4,12 @@
 //! - `ffi`: the only code that touches C pointers; the function tables and entry points.
 //! - `backend`: one function per PKCS#11 operation, one file per concern (module lifecycle,
 //!   slots, sessions, login, objects, signing, digests, random); the global state.
-//! - `token`: the PKCS#11 view of one card (objects, attributes, mechanisms, login state).
-//! - `card`: the card protocol (APDUs, JPKI operations) over a transport.
-//! - `config`, `log`, `pinentry`: the configuration file, logging, PIN entry by the module.
-//! - `secret`: page-aligned, wiped, not-dumped buffers for PINs and cached certificates.
-//! - `vcard`: the virtual My Number Card used by the tests and `jpki virtual-card`.
+//! - `token`: the PKCS#11 view of the card's tokens (objects, attributes, mechanisms).
+//! - `config`, `pinentry`: the configuration file, PIN entry by the module.
+//!
+//! Below them, in their own crates: `jpki-card` (the card protocol, transports, the bound card
+//! with its login state, logging, wiped secret buffers) and `jpki-vcard` (the virtual card used by
+//! the tests and `jpki virtual-card`). Only the three PKCS#11 entry points leave this crate.
 
 #![deny(clippy::undocumented_unsafe_blocks, clippy::not_unsafe_ptr_arg_deref)]
 
@@ -18,12 +19,8 @@
 pub mod backend;
 #[cfg(not(feature = "test-hooks"))]
 mod backend;
-pub mod card;
-pub mod config;
-pub mod error;
-pub mod ffi;
-pub mod log;
-pub mod pinentry;
-pub mod secret;
-pub mod token;
-pub mod vcard;
+mod config;
+mod error;
+mod ffi;
+mod pinentry;
+mod token;

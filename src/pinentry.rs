@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 /// What went wrong while asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PinentryError {
+pub(crate) enum PinentryError {
     /// The user cancelled (or the pinentry timed out, or has no window/terminal to show).
     Cancelled,
     /// The program could not be run or broke the protocol (message for the log, no PIN in it).
@@ -30,7 +30,7 @@ pub enum PinentryError {
 }
 
 /// The texts shown to the user.
-pub struct Prompt<'a> {
+pub(crate) struct Prompt<'a> {
     pub title: &'a str,
     pub description: &'a str,
     pub prompt: &'a str,
@@ -45,7 +45,7 @@ const GPG_ERR_NOT_CONFIRMED: u32 = 114;
 const GPG_ERR_NO_PIN_ENTRY: u32 = 85;
 
 /// Escapes text for an Assuan command argument (`%`, CR, LF and other controls as `%XX`).
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c == '%' || (c as u32) < 0x20 {
@@ -59,7 +59,7 @@ pub fn escape(s: &str) -> String {
 
 /// Decodes `%XX` escapes of Assuan data into `out`. A `%` not followed by two hex digits is
 /// kept as is.
-pub fn unescape_into(data: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn unescape_into(data: &[u8], out: &mut Vec<u8>) {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut i = 0;
     while i < data.len() {
@@ -177,7 +177,7 @@ impl Session {
                         // Decoded into a wiped buffer, then appended without leaving a copy.
                         let mut decoded = Zeroizing::new(Vec::with_capacity(rest.len()));
                         unescape_into(rest, &mut decoded);
-                        crate::secret::extend_wiped(d, &decoded);
+                        jpki_card::secret::extend_wiped(d, &decoded);
                     }
                     None => return Err(PinentryError::Failed("unexpected D line".into())),
                 }
@@ -241,7 +241,7 @@ fn tty_name() -> Option<String> {
 }
 
 /// Runs `program` and asks for a PIN with `p`. The answer is not checked here.
-pub fn get_pin(program: &Path, p: &Prompt<'_>) -> Result<Zeroizing<Vec<u8>>, PinentryError> {
+pub(crate) fn get_pin(program: &Path, p: &Prompt<'_>) -> Result<Zeroizing<Vec<u8>>, PinentryError> {
     let mut s = Session::start(program)?;
     if let Some(tty) = tty_name() {
         s.option(&format!("ttyname={tty}"))?;

@@ -26,7 +26,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 /// What every needle below is XORed with.
 const KEY: u8 = 0xA5;
-/// `試験\u{3000}太郎`, the virtual holder's name (`src/vcard/pki.rs`), UTF-8, XORed.
+/// `試験\u{3000}太郎`, the virtual holder's name (`crates/vcard/src/pki.rs`), UTF-8, XORed.
 const NAME: [u8; 15] = [
     0x4D, 0x0C, 0x03, 0x4C, 0x0D, 0x36, 0x46, 0x25, 0x25, 0x40, 0x01, 0x0F, 0x4C, 0x26, 0x2B,
 ];

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{lock, VCard};
-use jpki_pkcs11::vcard::{DEFAULT_AUTH_PIN, DEFAULT_SIGN_PIN};
+use jpki_vcard::{DEFAULT_AUTH_PIN, DEFAULT_SIGN_PIN};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

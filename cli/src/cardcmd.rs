@@ -3,11 +3,11 @@
 
 use crate::cli::{CertExportArgs, CertName, PinChangeArgs, PinName, StatusArgs};
 use crate::util::{exit, pem, read_secret, Fail, PinReader, PinSource};
-use jpki_pkcs11::card::jpki::{self, normalize_pin, KeyPair, PinFormat, PinTries};
-use jpki_pkcs11::card::pcsc::PcscSystem;
-use jpki_pkcs11::card::CardSystem;
-use jpki_pkcs11::error::Error;
-use jpki_pkcs11::token::BoundCard;
+use jpki_card::jpki::{self, normalize_pin, KeyPair, PinFormat, PinTries};
+use jpki_card::pcsc::PcscSystem;
+use jpki_card::BoundCard;
+use jpki_card::CardSystem;
+use jpki_card::Error;
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;

@@ -11,7 +11,6 @@
 
 use crate::util::exit;
 use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
-use jpki_pkcs11::vcard;
 use std::path::PathBuf;
 
 /// One line, for `jpki --help` and the man page's NAME.
@@ -319,9 +318,9 @@ cert-long-form:FILE (FILE = auth, auth-ca, sign, sign-ca); the real card's uncon
 behaviours: short-form:SW, short-form:INS:SW, warm-reset-keeps-state, power-up-6f00,
 empty-verify-9000; and no-other-apps, power-off-keeps-state."
     )]
-    pub fault: Vec<vcard::Fault>,
+    pub fault: Vec<jpki_vcard::Fault>,
 }
 
-fn parse_fault(spec: &str) -> Result<vcard::Fault, String> {
-    vcard::Fault::parse(spec)
+fn parse_fault(spec: &str) -> Result<jpki_vcard::Fault, String> {
+    jpki_vcard::Fault::parse(spec)
 }

@@ -13,7 +13,7 @@ mod util;
 
 use clap::Parser;
 use cli::{CertCommand, Cli, Command, PinCommand, VirtualCardArgs};
-use jpki_pkcs11::vcard::{self, VirtualCard};
+use jpki_vcard::VirtualCard;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,7 +28,7 @@ fn default_state_dir() -> PathBuf {
 }
 
 fn virtual_card(args: VirtualCardArgs) -> Result<u8, Fail> {
-    let opts = vcard::vpcd::Options {
+    let opts = jpki_vcard::vpcd::Options {
         host: args.host,
         port: args.port,
         log: args.log,
@@ -45,7 +45,7 @@ fn virtual_card(args: VirtualCardArgs) -> Result<u8, Fail> {
     if !args.fault.is_empty() {
         card.set_faults(args.fault);
     }
-    if let Err(e) = vcard::vpcd::run(card, &opts) {
+    if let Err(e) = jpki_vcard::vpcd::run(card, &opts) {
         eprintln!("jpki virtual-card: {e}");
         return Ok(util::exit::FAILURE);
     }

@@ -6,7 +6,7 @@
 //!   certificate reads, signing, random, PIN change) with fuzzed responses, real answers of the
 //!   virtual card, `61xx`/`6Cxx`, empty answers and transport errors.
 //! - [`cert_parse`]: `Cert::parse`, `serial_from_head`, `der_total_len` on arbitrary bytes.
-//! - [`pkcs11_calls`]: sequences of PKCS#11 calls (`api`) against the in-process virtual card,
+//! - [`pkcs11_calls`]: sequences of PKCS#11 calls (the backend) against the in-process virtual card,
 //!   with removals, resets, other cards and fault modes in between.
 //!
 //! Properties checked (a panic is a finding): no panic in the module; a VERIFY carrying a PIN is
@@ -17,14 +17,14 @@
 #![allow(dead_code)]
 
 use cryptoki_sys::*;
+use jpki_card::cert::{serial_from_head, Cert};
+use jpki_card::inproc::InProcSystem;
+use jpki_card::jpki::{self, KeyPair, SignMode};
+use jpki_card::BoundCard;
+use jpki_card::Error;
+use jpki_card::{CardChannel, Transaction};
 use jpki_pkcs11::backend::{self, MechanismParams, PssParams, RawMechanism};
-use jpki_pkcs11::card::inproc::InProcSystem;
-use jpki_pkcs11::card::jpki::{self, KeyPair, SignMode};
-use jpki_pkcs11::card::{CardChannel, Transaction};
-use jpki_pkcs11::error::Error;
-use jpki_pkcs11::token::cert::{serial_from_head, Cert};
-use jpki_pkcs11::token::BoundCard;
-use jpki_pkcs11::vcard::{Fault, VirtualCard};
+use jpki_vcard::{Fault, VirtualCard};
 use rsa::{Pkcs1v15Sign, Pss, RsaPublicKey};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;

@@ -4,10 +4,10 @@
 
 use super::session::SessionEntry;
 use super::slot::{add_readers, Reader};
-use crate::card::pcsc::PcscSystem;
-use crate::card::CardSystem;
 use crate::error::{CkError, CkResult};
 use cryptoki_sys::CK_SESSION_HANDLE;
+use jpki_card::pcsc::PcscSystem;
+use jpki_card::CardSystem;
 use once_cell::sync::Lazy;
 use parking_lot::{MappedRwLockReadGuard, MappedRwLockWriteGuard, Mutex, RwLock};
 use std::collections::HashMap;

@@ -5,10 +5,10 @@
 use super::prompt::{ask_pin, pin_prompt};
 use super::session::{with_session, Session, SessionEntry};
 use super::slot::{bound_card, card_error, Reader};
-use crate::card::jpki::{normalize_new_pin, normalize_pin, KeyPair, PinFormat, PinTries};
 use crate::error::{CkError, CkResult, Context};
-use crate::secret::SecretBuf;
 use cryptoki_sys::*;
+use jpki_card::jpki::{normalize_new_pin, normalize_pin, KeyPair, PinFormat, PinTries};
+use jpki_card::secret::SecretBuf;
 use zeroize::Zeroizing;
 
 /// Compares two secrets in time that depends only on their lengths.
@@ -23,7 +23,7 @@ fn checked_new_pin(key: KeyPair, pin: &[u8]) -> CkResult<SecretBuf> {
     match normalize_new_pin(key, pin) {
         Ok(p) => Ok(SecretBuf::from_slice(&Zeroizing::new(p))),
         Err(f) => {
-            crate::log::info(format_args!(
+            jpki_card::log::info(format_args!(
                 "new {} refused before the card: {}",
                 key.pin_name(),
                 f.reason(key)
@@ -41,7 +41,7 @@ fn checked_new_pin(key: KeyPair, pin: &[u8]) -> CkResult<SecretBuf> {
 /// NSS asks again), with the precise reason in the log, and nothing sent to the card.
 fn checked_pin(key: KeyPair, pin: &[u8]) -> CkResult<SecretBuf> {
     let p = normalize_pin(key, pin).map(Zeroizing::new).map_err(|f| {
-        crate::log::info(format_args!(
+        jpki_card::log::info(format_args!(
             "{} refused before the card (no try used): {}",
             key.pin_name(),
             f.reason(key)

@@ -4,11 +4,11 @@
 use super::session::{with_session, SessionEntry};
 use super::slot::{bound_card, card_error, Reader};
 use super::{AttrValue, Template};
-use crate::card::jpki::KeyPair;
 use crate::error::{CkError, CkResult, Context};
-use crate::token::cert::Cert;
 use crate::token::objects::{self, CertSource, ObjectKind};
 use cryptoki_sys::*;
+use jpki_card::cert::Cert;
+use jpki_card::jpki::KeyPair;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 

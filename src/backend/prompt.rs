@@ -3,9 +3,9 @@
 //! runs with no lock held.
 
 use super::slot::{bound_card, card_error, Reader};
-use crate::card::jpki::{KeyPair, PinTries};
 use crate::error::{CkError, CkResult, Context};
 use cryptoki_sys::*;
+use jpki_card::jpki::{KeyPair, PinTries};
 use zeroize::Zeroizing;
 
 /// The texts of a pinentry prompt (owned, to be shown with no lock held).
@@ -81,11 +81,11 @@ pub(super) fn ask_pin(
     match get_pin(program, &p) {
         Ok(pin) => Ok(pin),
         Err(PinentryError::Cancelled) => {
-            crate::log::info(format_args!("PIN entry cancelled"));
+            jpki_card::log::info(format_args!("PIN entry cancelled"));
             Err(CkError::FunctionCanceled)
         }
         Err(PinentryError::Failed(msg)) => {
-            crate::log::warn(format_args!("pinentry {}: {msg}", program.display()));
+            jpki_card::log::warn(format_args!("pinentry {}: {msg}", program.display()));
             Err(CkError::FunctionFailed)
         }
     }

@@ -13,7 +13,7 @@ pub const MAX_RANDOM_LEN: usize = 4096;
 
 pub fn generate_random(h: CK_SESSION_HANDLE, len: usize) -> CkResult<Vec<u8>> {
     if len > MAX_RANDOM_LEN {
-        crate::log::info(format_args!(
+        jpki_card::log::info(format_args!(
             "C_GenerateRandom: {len} bytes asked, at most {MAX_RANDOM_LEN} in one call"
         ));
         // The session is checked first: its code comes before this one.

@@ -7,9 +7,9 @@ use super::lifecycle::{module, module_mut};
 use super::object::FindOp;
 use super::sign::SignatureOp;
 use super::slot::{bound_card, check_slot, exposed, reader_of_slot, refresh, Reader};
-use crate::card::jpki::KeyPair;
 use crate::error::{CkError, CkResult};
 use cryptoki_sys::*;
+use jpki_card::jpki::KeyPair;
 use parking_lot::Mutex;
 use std::sync::Arc;
 

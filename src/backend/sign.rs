@@ -7,13 +7,14 @@ use super::session::{with_session, Session, SessionEntry};
 use super::slot::{bound_card, card_error, Reader};
 use super::token_info::pss_enabled;
 use super::RawMechanism;
-use crate::card::jpki::{KeyPair, PinTries};
-use crate::error::{CkError, CkResult, Context, Error};
-use crate::secret::SecretBuf;
-use crate::token::cert::Cert;
+use crate::error::{CkError, CkResult, Context, ToCk};
 use crate::token::mechanism::{self, Input, SignMechanism};
 use crate::token::objects::{CertSource, ObjectKind};
 use cryptoki_sys::*;
+use jpki_card::cert::Cert;
+use jpki_card::jpki::{KeyPair, PinTries};
+use jpki_card::secret::SecretBuf;
+use jpki_card::Error;
 use rsa::RsaPublicKey;
 use std::sync::Arc;
 
@@ -192,7 +193,7 @@ fn finish_sign(entry: &SessionEntry, reader: &mut Reader, op: SignatureOp) -> Ck
             if op.mech.verify(&op.key.public_key, &input, &sig) {
                 return Ok(sig);
             }
-            crate::log::debug(format_args!(
+            jpki_card::log::debug(format_args!(
                 "card signature did not verify ({:?})",
                 op.mech
             ));

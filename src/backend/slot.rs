@@ -3,11 +3,12 @@
 
 use super::lifecycle::{module, module_mut, Module};
 use super::token_info::padded;
-use crate::card::jpki::KeyPair;
-use crate::card::CardSystem;
-use crate::error::{CkError, CkResult, Context, Error};
-use crate::token::BoundCard;
+use crate::error::{CkError, CkResult, Context, ToCk};
 use cryptoki_sys::*;
+use jpki_card::jpki::KeyPair;
+use jpki_card::BoundCard;
+use jpki_card::CardSystem;
+use jpki_card::Error;
 use parking_lot::Mutex;
 use std::sync::Arc;
 
@@ -72,7 +73,7 @@ pub(super) fn refresh(system: &dyn CardSystem, reader: &mut Reader) {
                 reader.unrecognized = None;
             }
             Err(Error::NotJpki) => reader.unrecognized = Some(status.events),
-            Err(err) => crate::log::debug(format_args!("binding the card failed: {err}")),
+            Err(err) => jpki_card::log::debug(format_args!("binding the card failed: {err}")),
         }
     }
 }

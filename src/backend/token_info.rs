@@ -3,11 +3,11 @@
 
 use super::session::live_sessions;
 use super::slot::{bound_card, card_error, with_slot_card};
-use crate::card::jpki::{KeyPair, PinTries};
 use crate::error::{CkError, CkResult, Context};
 use crate::token::mechanism;
-use crate::token::BoundCard;
 use cryptoki_sys::*;
+use jpki_card::jpki::{KeyPair, PinTries};
+use jpki_card::BoundCard;
 
 /// Copies `s` into a blank-padded fixed field, cutting at a character boundary.
 pub(super) fn padded<const N: usize>(s: &str) -> [CK_UTF8CHAR; N] {

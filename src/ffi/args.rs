@@ -13,13 +13,13 @@ use std::mem::{align_of, size_of};
 use std::ptr;
 
 /// Converts a `CK_ULONG` length to `usize` (`CKR_ARGUMENTS_BAD` if it does not fit).
-pub fn ulong_to_usize(len: CK_ULONG) -> CkResult<usize> {
+pub(crate) fn ulong_to_usize(len: CK_ULONG) -> CkResult<usize> {
     usize::try_from(len).map_err(|_| CkError::ArgumentsBad)
 }
 
 /// Converts a `usize` length to `CK_ULONG` (`CKR_GENERAL_ERROR` if it does not fit: the module
 /// produced something larger than the C side can describe).
-pub fn usize_to_ulong(len: usize) -> CkResult<CK_ULONG> {
+pub(crate) fn usize_to_ulong(len: usize) -> CkResult<CK_ULONG> {
     CK_ULONG::try_from(len).map_err(|_| CkError::GeneralError)
 }
 
@@ -33,7 +33,7 @@ pub fn usize_to_ulong(len: usize) -> CkResult<CK_ULONG> {
 ///
 /// If `ptr` is non-NULL it must be valid for reads of `len` elements of `T`, which are not
 /// written by anyone else during `'a`.
-pub unsafe fn in_slice<'a, T>(ptr: *const T, len: CK_ULONG) -> CkResult<&'a [T]> {
+pub(crate) unsafe fn in_slice<'a, T>(ptr: *const T, len: CK_ULONG) -> CkResult<&'a [T]> {
     let len = ulong_to_usize(len)?;
     if ptr.is_null() {
         return if len == 0 {
@@ -57,7 +57,7 @@ pub unsafe fn in_slice<'a, T>(ptr: *const T, len: CK_ULONG) -> CkResult<&'a [T]>
 /// Where `CK_ULONG` is as wide as `usize` (LP64: Linux, macOS) a caller's length can exceed it;
 /// on LLP64 (Windows, 32-bit `CK_ULONG`) no `CK_ULONG` count of elements can, and the check
 /// never fires: the length must then be vouched for by the caller, as the spec requires.
-pub fn byte_len<T>(len: usize) -> CkResult<usize> {
+pub(crate) fn byte_len<T>(len: usize) -> CkResult<usize> {
     match len.checked_mul(size_of::<T>()) {
         Some(bytes) if bytes <= isize::MAX as usize => Ok(bytes),
         _ => Err(CkError::ArgumentsBad),
@@ -70,7 +70,7 @@ pub fn byte_len<T>(len: usize) -> CkResult<usize> {
 /// # Safety
 ///
 /// As for [`in_slice`].
-pub unsafe fn opt_slice<'a, T>(ptr: *const T, len: CK_ULONG) -> CkResult<Option<&'a [T]>> {
+pub(crate) unsafe fn opt_slice<'a, T>(ptr: *const T, len: CK_ULONG) -> CkResult<Option<&'a [T]>> {
     if ptr.is_null() {
         Ok(None)
     } else {
@@ -82,7 +82,7 @@ pub unsafe fn opt_slice<'a, T>(ptr: *const T, len: CK_ULONG) -> CkResult<Option<
 /// A checked non-NULL output location for one `T` (`CK_SLOT_INFO`, a handle, ...). Writes are
 /// unaligned, so no alignment is assumed.
 #[derive(Debug)]
-pub struct OutRef<'a, T> {
+pub(crate) struct OutRef<'a, T> {
     ptr: *mut T,
     _life: PhantomData<&'a mut T>,
 }
@@ -92,7 +92,7 @@ pub struct OutRef<'a, T> {
 /// # Safety
 ///
 /// If `ptr` is non-NULL it must be valid for a write of one `T` during `'a`.
-pub unsafe fn out_ref<'a, T>(ptr: *mut T) -> CkResult<OutRef<'a, T>> {
+pub(crate) unsafe fn out_ref<'a, T>(ptr: *mut T) -> CkResult<OutRef<'a, T>> {
     if ptr.is_null() {
         Err(CkError::ArgumentsBad)
     } else {
@@ -105,7 +105,7 @@ pub unsafe fn out_ref<'a, T>(ptr: *mut T) -> CkResult<OutRef<'a, T>> {
 
 impl<T> OutRef<'_, T> {
     /// Stores `value`.
-    pub fn write(self, value: T) {
+    pub(crate) fn write(self, value: T) {
         // SAFETY: `ptr` is non-NULL and valid for a write of one T (contract of `out_ref`);
         // the unaligned write makes no alignment assumption.
         unsafe { ptr::write_unaligned(self.ptr, value) }
@@ -114,7 +114,7 @@ impl<T> OutRef<'_, T> {
 
 /// What [`OutBuf::reserve`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Space {
+pub(crate) enum Space {
     /// The buffer pointer was NULL: the needed length has been written; the call is a size query
     /// and must return `CKR_OK` without producing (or ending) anything.
     LengthOnly,
@@ -131,7 +131,7 @@ pub enum Space {
 ///
 /// `*pulBufLen` is read before it is written, never the other way round.
 #[derive(Debug)]
-pub struct OutBuf<'a, T> {
+pub(crate) struct OutBuf<'a, T> {
     buf: *mut T,
     len: *mut CK_ULONG,
     _life: PhantomData<&'a mut T>,
@@ -145,7 +145,7 @@ impl<'a, T: Copy> OutBuf<'a, T> {
     /// If `len` is non-NULL it must be valid for reads and writes of one `CK_ULONG` during
     /// `'a`. If `buf` is non-NULL it must be valid for writes of `*len` elements of `T` (the
     /// value `*len` holds on entry) during `'a`.
-    pub unsafe fn new(buf: *mut T, len: *mut CK_ULONG) -> CkResult<Self> {
+    pub(crate) unsafe fn new(buf: *mut T, len: *mut CK_ULONG) -> CkResult<Self> {
         if len.is_null() {
             return Err(CkError::ArgumentsBad);
         }
@@ -157,7 +157,7 @@ impl<'a, T: Copy> OutBuf<'a, T> {
     }
 
     /// Whether the call is a size query (NULL buffer).
-    pub fn is_query(&self) -> bool {
+    pub(crate) fn is_query(&self) -> bool {
         self.buf.is_null()
     }
 
@@ -179,7 +179,7 @@ impl<'a, T: Copy> OutBuf<'a, T> {
     /// The first half of the convention, for outputs whose length is known before they are
     /// produced (signatures): answers a size query or a too-small buffer, and otherwise tells the
     /// caller to go on. Nothing is written in the `Room` case.
-    pub fn reserve(&self, needed: usize) -> CkResult<Space> {
+    pub(crate) fn reserve(&self, needed: usize) -> CkResult<Space> {
         if self.is_query() {
             self.set_len(needed)?;
             return Ok(Space::LengthOnly);
@@ -192,7 +192,7 @@ impl<'a, T: Copy> OutBuf<'a, T> {
     }
 
     /// The whole convention for an output already produced (lists, values).
-    pub fn write(self, data: &[T]) -> CkResult<()> {
+    pub(crate) fn write(self, data: &[T]) -> CkResult<()> {
         if self.is_query() {
             return self.set_len(data.len());
         }
@@ -217,7 +217,7 @@ impl<'a, T: Copy> OutBuf<'a, T> {
 /// A checked output array of fixed capacity without a length-in/length-out pointer
 /// (`C_FindObjects`' `phObject`/`ulMaxObjectCount`, `C_GenerateRandom`'s buffer).
 #[derive(Debug)]
-pub struct OutSlice<'a, T> {
+pub(crate) struct OutSlice<'a, T> {
     ptr: *mut T,
     cap: usize,
     _life: PhantomData<&'a mut T>,
@@ -228,7 +228,10 @@ pub struct OutSlice<'a, T> {
 /// # Safety
 ///
 /// If `ptr` is non-NULL it must be valid for writes of `cap` elements of `T` during `'a`.
-pub unsafe fn out_slice<'a, T: Copy>(ptr: *mut T, cap: CK_ULONG) -> CkResult<OutSlice<'a, T>> {
+pub(crate) unsafe fn out_slice<'a, T: Copy>(
+    ptr: *mut T,
+    cap: CK_ULONG,
+) -> CkResult<OutSlice<'a, T>> {
     let cap = ulong_to_usize(cap)?;
     if ptr.is_null() && cap > 0 {
         return Err(CkError::ArgumentsBad);
@@ -242,13 +245,14 @@ pub unsafe fn out_slice<'a, T: Copy>(ptr: *mut T, cap: CK_ULONG) -> CkResult<Out
 
 impl<T: Copy> OutSlice<'_, T> {
     /// The number of elements the caller provided room for.
-    pub fn capacity(&self) -> usize {
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
         self.cap
     }
 
     /// Copies `data` to the start of the array. More than `capacity()` elements is a bug of the
     /// module (`CKR_GENERAL_ERROR`, nothing written).
-    pub fn fill(self, data: &[T]) -> CkResult<()> {
+    pub(crate) fn fill(self, data: &[T]) -> CkResult<()> {
         if data.len() > self.cap {
             return Err(CkError::GeneralError);
         }
@@ -270,7 +274,7 @@ impl<T: Copy> OutSlice<'_, T> {
 }
 
 /// Mechanisms whose parameter is a `CK_RSA_PKCS_PSS_PARAMS`.
-pub fn is_pss(mechanism: CK_MECHANISM_TYPE) -> bool {
+pub(crate) fn is_pss(mechanism: CK_MECHANISM_TYPE) -> bool {
     matches!(
         mechanism,
         CKM_RSA_PKCS_PSS
@@ -298,7 +302,7 @@ pub fn is_pss(mechanism: CK_MECHANISM_TYPE) -> bool {
 /// # Safety
 ///
 /// If `param` is non-NULL it must be valid for reads of `len` bytes.
-pub unsafe fn mech_params(
+pub(crate) unsafe fn mech_params(
     mechanism: CK_MECHANISM_TYPE,
     param: *const std::ffi::c_void,
     len: CK_ULONG,
@@ -347,7 +351,7 @@ pub(crate) fn try_copy(bytes: &[u8]) -> CkResult<Vec<u8>> {
 ///
 /// If `ptr` is non-NULL it must be valid for reads of one `CK_MECHANISM` whose `pParameter` is
 /// NULL or valid for reads of `ulParameterLen` bytes.
-pub unsafe fn mechanism(ptr: *const CK_MECHANISM) -> CkResult<RawMechanism> {
+pub(crate) unsafe fn mechanism(ptr: *const CK_MECHANISM) -> CkResult<RawMechanism> {
     if ptr.is_null() {
         return Err(CkError::ArgumentsBad);
     }
@@ -363,7 +367,7 @@ pub unsafe fn mechanism(ptr: *const CK_MECHANISM) -> CkResult<RawMechanism> {
 
 /// A blank-padded, not NUL-terminated fixed-size string field (`CK_INFO.manufacturerID`, ...).
 /// Longer input is truncated at a UTF-8 character boundary.
-pub const fn padded<const N: usize>(s: &str) -> [CK_UTF8CHAR; N] {
+pub(crate) const fn padded<const N: usize>(s: &str) -> [CK_UTF8CHAR; N] {
     let b = s.as_bytes();
     let mut n = if b.len() < N { b.len() } else { N };
     // Do not cut a multi-byte character: back off over continuation bytes.
@@ -380,263 +384,5 @@ pub const fn padded<const N: usize>(s: &str) -> [CK_UTF8CHAR; N] {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::ffi::c_void;
-
-    #[test]
-    fn in_slice_cases() {
-        let data = [1u8, 2, 3];
-        // SAFETY: NULL pointers are checked by in_slice; `data` is valid for 3 reads.
-        unsafe {
-            assert_eq!(in_slice::<u8>(ptr::null(), 0), Ok(&[][..]));
-            assert_eq!(in_slice::<u8>(ptr::null(), 1), Err(CkError::ArgumentsBad));
-            assert_eq!(in_slice(data.as_ptr(), 3), Ok(&data[..]));
-            assert_eq!(in_slice(data.as_ptr(), 0), Ok(&[][..]));
-        }
-        let words = [7 as CK_ULONG; 2];
-        // SAFETY: the pointer is deliberately misaligned; in_slice rejects it before any read.
-        let misaligned =
-            unsafe { in_slice(words.as_ptr().cast::<u8>().add(1).cast::<CK_ULONG>(), 1) };
-        assert_eq!(misaligned, Err(CkError::ArgumentsBad));
-        // A huge length is refused before any read where CK_ULONG is as wide as usize (LP64).
-        // On LLP64 (Windows) CK_ULONG::MAX elements fit in isize: there is nothing to refuse,
-        // and calling in_slice with it would read past `words`, so only the size check runs.
-        if size_of::<CK_ULONG>() == size_of::<usize>() {
-            // SAFETY: the length is rejected (byte size > isize::MAX) before any read.
-            let huge = unsafe { in_slice(words.as_ptr(), CK_ULONG::MAX) };
-            assert_eq!(huge, Err(CkError::ArgumentsBad));
-        } else {
-            let max = ulong_to_usize(CK_ULONG::MAX).unwrap();
-            assert_eq!(byte_len::<CK_ULONG>(max), Ok(max * size_of::<CK_ULONG>()));
-        }
-    }
-
-    #[test]
-    fn byte_len_limits() {
-        let max = isize::MAX as usize;
-        assert_eq!(byte_len::<u8>(max), Ok(max));
-        assert_eq!(byte_len::<u8>(max + 1), Err(CkError::ArgumentsBad));
-        assert_eq!(byte_len::<u32>(max / 4), Ok(max / 4 * 4));
-        assert_eq!(byte_len::<u32>(max / 4 + 1), Err(CkError::ArgumentsBad));
-        assert_eq!(byte_len::<u64>(usize::MAX), Err(CkError::ArgumentsBad));
-        assert_eq!(byte_len::<CK_ATTRIBUTE>(0), Ok(0));
-    }
-
-    #[test]
-    fn opt_slice_cases() {
-        let pin = *b"1234";
-        // SAFETY: NULL is checked; `pin` is valid for 4 reads.
-        unsafe {
-            assert_eq!(opt_slice::<u8>(ptr::null(), 4), Ok(None));
-            assert_eq!(opt_slice(pin.as_ptr(), 4), Ok(Some(&pin[..])));
-        }
-    }
-
-    #[test]
-    fn out_ref_cases() {
-        // SAFETY: NULL is checked by out_ref.
-        let null = unsafe { out_ref::<CK_ULONG>(ptr::null_mut()) };
-        assert_eq!(null.unwrap_err(), CkError::ArgumentsBad);
-        let mut v: CK_ULONG = 0;
-        // SAFETY: `v` is valid for a write.
-        unsafe { out_ref(&mut v) }.unwrap().write(42);
-        assert_eq!(v, 42);
-    }
-
-    #[test]
-    fn out_buf_requires_length_pointer() {
-        let mut buf = [0u8; 4];
-        // SAFETY: NULL length pointer is checked by new.
-        let r = unsafe { OutBuf::new(buf.as_mut_ptr(), ptr::null_mut()) };
-        assert_eq!(r.unwrap_err(), CkError::ArgumentsBad);
-    }
-
-    #[test]
-    fn out_buf_size_query() {
-        let mut len: CK_ULONG = 0;
-        // SAFETY: NULL buffer, `len` valid.
-        let out = unsafe { OutBuf::<u8>::new(ptr::null_mut(), &mut len) }.unwrap();
-        assert_eq!(out.write(&[1, 2, 3]), Ok(()));
-        assert_eq!(len, 3);
-        // SAFETY: as above.
-        let out = unsafe { OutBuf::<u8>::new(ptr::null_mut(), &mut len) }.unwrap();
-        assert_eq!(out.reserve(256), Ok(Space::LengthOnly));
-        assert_eq!(len, 256);
-    }
-
-    #[test]
-    fn out_buf_too_small_writes_needed_length_and_nothing_else() {
-        let mut buf = [0xAAu8; 2];
-        let mut len: CK_ULONG = 2;
-        // SAFETY: `buf` holds `len` bytes.
-        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), &mut len) }.unwrap();
-        assert_eq!(out.write(&[1, 2, 3]), Err(CkError::BufferTooSmall));
-        assert_eq!(len, 3);
-        assert_eq!(buf, [0xAA, 0xAA]);
-        let mut len: CK_ULONG = 2;
-        // SAFETY: as above.
-        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), &mut len) }.unwrap();
-        assert_eq!(out.reserve(256), Err(CkError::BufferTooSmall));
-        assert_eq!(len, 256);
-    }
-
-    #[test]
-    fn out_buf_copies_and_sets_exact_length() {
-        let mut buf = [0xAAu8; 8];
-        let mut len: CK_ULONG = 8;
-        // SAFETY: `buf` holds `len` bytes.
-        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), &mut len) }.unwrap();
-        assert_eq!(out.reserve(3), Ok(Space::Room));
-        assert_eq!(
-            len, 8,
-            "reserve must not touch the length when there is room"
-        );
-        assert_eq!(out.write(&[1, 2, 3]), Ok(()));
-        assert_eq!(len, 3);
-        assert_eq!(buf, [1, 2, 3, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA]);
-        // Exact fit and empty output.
-        let mut len: CK_ULONG = 3;
-        // SAFETY: as above.
-        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), &mut len) }.unwrap();
-        assert_eq!(out.write(&[4, 5, 6]), Ok(()));
-        assert_eq!(len, 3);
-        // SAFETY: as above.
-        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), &mut len) }.unwrap();
-        assert_eq!(out.write(&[]), Ok(()));
-        assert_eq!(len, 0);
-    }
-
-    #[test]
-    fn out_buf_of_ulongs() {
-        let mut slots = [0 as CK_SLOT_ID; 4];
-        let mut n: CK_ULONG = 4;
-        // SAFETY: `slots` holds `n` elements.
-        let out = unsafe { OutBuf::new(slots.as_mut_ptr(), &mut n) }.unwrap();
-        assert_eq!(out.write(&[5, 6]), Ok(()));
-        assert_eq!((n, slots), (2, [5, 6, 0, 0]));
-    }
-
-    #[test]
-    fn out_slice_cases() {
-        // SAFETY: NULL is checked.
-        unsafe {
-            assert!(out_slice::<u8>(ptr::null_mut(), 0).is_ok());
-            assert_eq!(
-                out_slice::<u8>(ptr::null_mut(), 1).unwrap_err(),
-                CkError::ArgumentsBad
-            );
-        }
-        let mut h = [0 as CK_OBJECT_HANDLE; 3];
-        // SAFETY: `h` holds 3 elements.
-        let out = unsafe { out_slice(h.as_mut_ptr(), 3) }.unwrap();
-        assert_eq!(out.capacity(), 3);
-        assert_eq!(out.fill(&[9, 8]), Ok(()));
-        assert_eq!(h, [9, 8, 0]);
-        // SAFETY: as above.
-        let out = unsafe { out_slice(h.as_mut_ptr(), 1) }.unwrap();
-        assert_eq!(out.fill(&[1, 2]), Err(CkError::GeneralError));
-    }
-
-    fn pss_bytes() -> (CK_RSA_PKCS_PSS_PARAMS, CK_ULONG) {
-        let p = CK_RSA_PKCS_PSS_PARAMS {
-            hashAlg: CKM_SHA256,
-            mgf: CKG_MGF1_SHA256,
-            sLen: 32,
-        };
-        (p, size_of::<CK_RSA_PKCS_PSS_PARAMS>() as CK_ULONG)
-    }
-
-    #[test]
-    fn mech_params_exact_pss() {
-        let (p, n) = pss_bytes();
-        let want = MechanismParams::Pss(PssParams {
-            hash_alg: CKM_SHA256,
-            mgf: CKG_MGF1_SHA256,
-            s_len: 32,
-        });
-        for m in [
-            CKM_RSA_PKCS_PSS,
-            CKM_SHA256_RSA_PKCS_PSS,
-            CKM_SHA512_RSA_PKCS_PSS,
-        ] {
-            // SAFETY: `p` is valid for `n` bytes.
-            let got = unsafe { mech_params(m, ptr::addr_of!(p).cast(), n) };
-            assert_eq!(got, Ok(want.clone()));
-        }
-        // Unaligned copy of the same bytes.
-        let mut raw = vec![0u8; n as usize + 1];
-        // SAFETY: `raw` has room for n bytes at offset 1; `p` is n bytes.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                ptr::addr_of!(p).cast::<u8>(),
-                raw.as_mut_ptr().add(1),
-                n as usize,
-            )
-        };
-        // SAFETY: `raw[1..]` is valid for n bytes.
-        let got = unsafe { mech_params(CKM_RSA_PKCS_PSS, raw.as_ptr().add(1).cast(), n) };
-        assert_eq!(got, Ok(want));
-    }
-
-    #[test]
-    fn mech_params_wrong_size_or_other_mechanism_is_raw() {
-        let (p, n) = pss_bytes();
-        // SAFETY: `p` is valid for n (and n - 1) bytes.
-        unsafe {
-            let short = mech_params(CKM_RSA_PKCS_PSS, ptr::addr_of!(p).cast(), n - 1);
-            assert!(
-                matches!(short, Ok(MechanismParams::Other(ref b)) if b.len() == n as usize - 1)
-            );
-            let other = mech_params(CKM_RSA_PKCS, ptr::addr_of!(p).cast(), n);
-            assert!(matches!(other, Ok(MechanismParams::Other(ref b)) if b.len() == n as usize));
-        }
-    }
-
-    #[test]
-    fn mech_params_null_and_empty() {
-        // SAFETY: NULL pointers are checked by mech_params.
-        unsafe {
-            assert_eq!(
-                mech_params(CKM_RSA_PKCS, ptr::null(), 0),
-                Ok(MechanismParams::None)
-            );
-            assert_eq!(
-                mech_params(CKM_RSA_PKCS_PSS, ptr::null(), 0),
-                Ok(MechanismParams::None)
-            );
-            assert_eq!(
-                mech_params(CKM_RSA_PKCS_PSS, ptr::null::<c_void>(), 24),
-                Err(CkError::ArgumentsBad)
-            );
-        }
-    }
-
-    #[test]
-    fn mechanism_struct() {
-        // SAFETY: NULL is checked.
-        let rv = unsafe { mechanism(ptr::null()) };
-        assert_eq!(rv, Err(CkError::ArgumentsBad));
-        let (mut p, n) = pss_bytes();
-        let m = CK_MECHANISM {
-            mechanism: CKM_SHA256_RSA_PKCS_PSS,
-            pParameter: ptr::addr_of_mut!(p).cast(),
-            ulParameterLen: n,
-        };
-        // SAFETY: `m` and its parameter are valid.
-        let got = unsafe { mechanism(&m) }.unwrap();
-        assert_eq!(got.mechanism, CKM_SHA256_RSA_PKCS_PSS);
-        assert!(matches!(
-            got.params,
-            MechanismParams::Pss(PssParams { s_len: 32, .. })
-        ));
-    }
-
-    #[test]
-    fn padded_strings() {
-        assert_eq!(padded::<4>("ab"), *b"ab  ");
-        assert_eq!(padded::<2>("abc"), *b"ab");
-        // "é" is two bytes: never cut in the middle.
-        assert_eq!(padded::<2>("aé"), *b"a ");
-    }
-}
+#[path = "args_tests.rs"]
+mod tests;

@@ -12,7 +12,7 @@ use std::ffi::{c_char, c_void, CStr};
 use std::ptr;
 
 /// The name of the standard interfaces (3.0 §3.6), NUL-terminated for `CK_INTERFACE`.
-pub const INTERFACE_NAME: &[u8; 8] = b"PKCS 11\0";
+pub(crate) const INTERFACE_NAME: &[u8; 8] = b"PKCS 11\0";
 
 const MANUFACTURER: &str = "jpki-pkcs11 project";
 const DESCRIPTION: &str = "My Number Card JPKI";
@@ -33,13 +33,13 @@ const fn parse_u8(s: &str) -> u8 {
 }
 
 /// This library's version, from Cargo.toml.
-pub const LIBRARY_VERSION: CK_VERSION = CK_VERSION {
+pub(crate) const LIBRARY_VERSION: CK_VERSION = CK_VERSION {
     major: parse_u8(env!("CARGO_PKG_VERSION_MAJOR")),
     minor: parse_u8(env!("CARGO_PKG_VERSION_MINOR")),
 };
 
 /// The `CK_INFO` reported through the table of version `version`.
-pub fn info(version: CK_VERSION) -> CK_INFO {
+pub(crate) fn info(version: CK_VERSION) -> CK_INFO {
     CK_INFO {
         cryptokiVersion: version,
         manufacturerID: padded(MANUFACTURER),
@@ -62,7 +62,7 @@ pub fn info(version: CK_VERSION) -> CK_INFO {
 /// The fields are copied out before they are looked at: on Windows the PKCS#11 structures are
 /// packed (`#pragma pack(1)`), and a method call on a field would take a reference to an
 /// unaligned field.
-pub fn check_init_args(args: &CK_C_INITIALIZE_ARGS) -> CkResult<()> {
+pub(crate) fn check_init_args(args: &CK_C_INITIALIZE_ARGS) -> CkResult<()> {
     let CK_C_INITIALIZE_ARGS {
         CreateMutex,
         DestroyMutex,
@@ -145,7 +145,7 @@ cryptoki_fn! {
     ///
     /// The table is an immutable static; the `*mut` is only what the C signature demands.
     #[no_mangle]
-    pub fn C_GetFunctionList(ppFunctionList: *mut *mut CK_FUNCTION_LIST) {
+    pub(crate) fn C_GetFunctionList(ppFunctionList: *mut *mut CK_FUNCTION_LIST) {
         // SAFETY: a non-NULL ppFunctionList is valid for writing one pointer (spec §5.4.4).
         let out = unsafe { out_ref(ppFunctionList) }?;
         out.write(ptr::addr_of!(FUNCTION_LIST_2_40).cast_mut());
@@ -159,7 +159,7 @@ cryptoki_fn! {
     /// `CKR_BUFFER_TOO_SMALL`). Legal before `C_Initialize`. NULL `pulCount` →
     /// `CKR_ARGUMENTS_BAD`.
     #[no_mangle]
-    pub fn C_GetInterfaceList(pInterfacesList: *mut CK_INTERFACE, pulCount: *mut CK_ULONG) {
+    pub(crate) fn C_GetInterfaceList(pInterfacesList: *mut CK_INTERFACE, pulCount: *mut CK_ULONG) {
         // SAFETY: pulCount, if non-NULL, is valid for reading and writing a CK_ULONG, and a
         // non-NULL pInterfacesList has room for *pulCount entries (spec §5.4.5, §5.2).
         let out = unsafe { OutBuf::new(pInterfacesList, pulCount) }?;
@@ -177,7 +177,7 @@ cryptoki_fn! {
 ///   finds nothing.
 ///
 /// Nothing found → `CKR_ARGUMENTS_BAD` (the spec lists no more specific code).
-pub fn find_interface<'a>(
+pub(crate) fn find_interface<'a>(
     set: &'a Interfaces,
     name: Option<&[u8]>,
     version: Option<CK_VERSION>,
@@ -201,7 +201,7 @@ cryptoki_fn! {
     /// `C_GetInterface` (3.0 §5.4.6), exported: see [`find_interface`] for the matching rules.
     /// Legal before `C_Initialize`. NULL `ppInterface` → `CKR_ARGUMENTS_BAD`.
     #[no_mangle]
-    pub fn C_GetInterface(
+    pub(crate) fn C_GetInterface(
         pInterfaceName: *mut CK_UTF8CHAR,
         pVersion: *mut CK_VERSION,
         ppInterface: *mut *mut CK_INTERFACE,

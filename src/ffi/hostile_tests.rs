@@ -4,9 +4,9 @@
 //! sensitive and short entries. Against a virtual card in this process (no PC/SC).
 
 use super::tables::{functions, FUNCTION_LIST_2_40, FUNCTION_LIST_3_0};
-use crate::card::inproc::InProcSystem;
-use crate::vcard::VirtualCard;
 use cryptoki_sys::*;
+use jpki_card::inproc::InProcSystem;
+use jpki_vcard::VirtualCard;
 use std::mem::size_of;
 use std::ptr;
 
@@ -245,7 +245,7 @@ fn attribute_templates_mixing_entries() {
         let h = crate::backend::open_session(0, CKF_SERIAL_SESSION).unwrap();
         crate::backend::login(h, CKU_USER, Some(b"1234")).unwrap();
         let key =
-            crate::token::objects::ObjectKind::PrivateKey.handle(crate::card::jpki::KeyPair::Auth);
+            crate::token::objects::ObjectKind::PrivateKey.handle(jpki_card::jpki::KeyPair::Auth);
         let mut class = [0u8; size_of::<CK_ULONG>()];
         let mut bogus = [0u8; 8];
         let mut private_exp = [0u8; 512];
@@ -409,7 +409,7 @@ fn handles_order_and_lengths() {
             // Sign: zero-length data, then a stale session.
             assert_eq!(C_Login(h, CKU_USER, b"1234".as_ptr().cast_mut(), 4), CKR_OK);
             let key = crate::token::objects::ObjectKind::PrivateKey
-                .handle(crate::card::jpki::KeyPair::Auth);
+                .handle(jpki_card::jpki::KeyPair::Auth);
             let mut m = CK_MECHANISM {
                 mechanism: CKM_RSA_PKCS,
                 pParameter: ptr::null_mut(),

@@ -71,21 +71,21 @@ macro_rules! not_supported {
     };
 }
 
-pub mod args;
-pub mod digest;
-pub mod general;
+pub(crate) mod args;
+pub(crate) mod digest;
+pub(crate) mod general;
 #[cfg(test)]
 mod hostile_tests;
-pub mod keys;
-pub mod object;
-pub mod parallel;
-pub mod random;
-pub mod session;
-pub mod sign;
-pub mod slot_token;
-pub mod tables;
-pub mod template;
-pub mod unsupported;
+pub(crate) mod keys;
+pub(crate) mod object;
+pub(crate) mod parallel;
+pub(crate) mod random;
+pub(crate) mod session;
+pub(crate) mod sign;
+pub(crate) mod slot_token;
+pub(crate) mod tables;
+pub(crate) mod template;
+pub(crate) mod unsupported;
 
 #[cfg(test)]
 mod tests;
@@ -110,7 +110,7 @@ pub(crate) fn guard(name: &'static str, f: impl FnOnce() -> CkResult<()>) -> CK_
             // Neither poisoning nor dropping the payload may unwind into C.
             let poisoned = catch_unwind(crate::backend::poison).is_ok();
             let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
-            crate::log::debug(format_args!(
+            jpki_card::log::debug(format_args!(
                 "{name}: panic caught, module poisoned{} -> CKR_GENERAL_ERROR",
                 if poisoned {
                     ""
@@ -133,7 +133,7 @@ fn log_error(name: &'static str, e: CkError) {
             | CkError::AttributeTypeInvalid
             | CkError::FunctionNotSupported
     );
-    crate::log::debug(format_args!(
+    jpki_card::log::debug(format_args!(
         "{name} -> {}{}",
         e.name(),
         if routine { " (routine)" } else { "" }

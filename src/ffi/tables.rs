@@ -24,12 +24,12 @@ use std::ptr;
 const _VERSION_ASSERT: () = assert!(CRYPTOKI_VERSION_MAJOR == 3 && CRYPTOKI_VERSION_MINOR == 2);
 
 /// Version of the `CK_FUNCTION_LIST` table.
-pub const VERSION_2_40: CK_VERSION = CK_VERSION {
+pub(crate) const VERSION_2_40: CK_VERSION = CK_VERSION {
     major: 2,
     minor: 40,
 };
 /// Version of the `CK_FUNCTION_LIST_3_0` table.
-pub const VERSION_3_0: CK_VERSION = CK_VERSION { major: 3, minor: 0 };
+pub(crate) const VERSION_3_0: CK_VERSION = CK_VERSION { major: 3, minor: 0 };
 
 /// Calls `$m!` with the names of the functions of both lists, each name being a field of the
 /// C function-list structure and the entry point of the same name: `[the 2.40 list]` then
@@ -90,15 +90,15 @@ macro_rules! list_3_0 {
 }
 
 /// The PKCS#11 2.40 function list, returned by `C_GetFunctionList`.
-pub static FUNCTION_LIST_2_40: CK_FUNCTION_LIST = functions!(list_2_40);
+pub(crate) static FUNCTION_LIST_2_40: CK_FUNCTION_LIST = functions!(list_2_40);
 
 /// The PKCS#11 3.0 function list, returned by `C_GetInterface`/`C_GetInterfaceList`.
-pub static FUNCTION_LIST_3_0: CK_FUNCTION_LIST_3_0 = functions!(list_3_0);
+pub(crate) static FUNCTION_LIST_3_0: CK_FUNCTION_LIST_3_0 = functions!(list_3_0);
 
 /// The interface list: the `CK_INTERFACE` entries (in preference order: 3.0 is the default) and,
 /// alongside, the version of each entry's function list (for `C_GetInterface` matching).
 #[derive(Debug)]
-pub struct Interfaces(pub [CK_INTERFACE; 2], pub [CK_VERSION; 2]);
+pub(crate) struct Interfaces(pub [CK_INTERFACE; 2], pub [CK_VERSION; 2]);
 
 // SAFETY: the raw pointers inside point to immutable statics (the NUL-terminated name and the
 // function tables), which are never written, so sharing them between threads is sound.
@@ -106,10 +106,10 @@ unsafe impl Sync for Interfaces {}
 
 /// Interface flags: we do **not** claim `CKF_INTERFACE_FORK_SAFE` (a forked child must call
 /// `C_Initialize`; it does not inherit sessions).
-pub const INTERFACE_FLAGS: CK_FLAGS = 0;
+pub(crate) const INTERFACE_FLAGS: CK_FLAGS = 0;
 
 /// The interfaces `"PKCS 11"` 3.0 and 2.40.
-pub static INTERFACES: Interfaces = Interfaces(
+pub(crate) static INTERFACES: Interfaces = Interfaces(
     [
         CK_INTERFACE {
             pInterfaceName: INTERFACE_NAME.as_ptr().cast_mut(),

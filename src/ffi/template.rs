@@ -13,7 +13,7 @@ use std::ptr;
 /// The caller's `(pTemplate, ulCount)` array, checked: NULL with `ulCount > 0` →
 /// `CKR_ARGUMENTS_BAD`. Entries are read and written unaligned, one at a time.
 #[derive(Debug)]
-pub struct RawTemplate {
+pub(crate) struct RawTemplate {
     ptr: *mut CK_ATTRIBUTE,
     count: usize,
 }
@@ -26,22 +26,12 @@ impl RawTemplate {
     /// If `ptr` is non-NULL it must be valid for reads and writes of `count` `CK_ATTRIBUTE`s
     /// for as long as the `RawTemplate` is used, and each entry's `pValue` must be NULL or valid
     /// for reads and writes of `ulValueLen` bytes.
-    pub unsafe fn new(ptr: *mut CK_ATTRIBUTE, count: CK_ULONG) -> CkResult<Self> {
+    pub(crate) unsafe fn new(ptr: *mut CK_ATTRIBUTE, count: CK_ULONG) -> CkResult<Self> {
         let count = ulong_to_usize(count)?;
         if ptr.is_null() && count > 0 {
             return Err(CkError::ArgumentsBad);
         }
         Ok(RawTemplate { ptr, count })
-    }
-
-    /// The number of entries.
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    /// Whether the template has no entries.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
     }
 
     fn get(&self, i: usize) -> CK_ATTRIBUTE {
@@ -58,7 +48,7 @@ impl RawTemplate {
     }
 
     /// The attribute types, in order.
-    pub fn types(&self) -> CkResult<Vec<CK_ATTRIBUTE_TYPE>> {
+    pub(crate) fn types(&self) -> CkResult<Vec<CK_ATTRIBUTE_TYPE>> {
         let mut out = try_vec(self.count)?;
         out.extend((0..self.count).map(|i| self.get(i).type_));
         Ok(out)
@@ -66,7 +56,7 @@ impl RawTemplate {
 
     /// Reads the template as a search template: each `pValue` NULL with `ulValueLen > 0` →
     /// `CKR_ARGUMENTS_BAD`.
-    pub fn to_template(&self) -> CkResult<Template> {
+    pub(crate) fn to_template(&self) -> CkResult<Template> {
         let mut out = try_vec(self.count)?;
         for i in 0..self.count {
             let a = self.get(i);
@@ -91,7 +81,7 @@ impl RawTemplate {
     /// The spec allows any of the codes when several apply; like OpenSC, the result is
     /// `CKR_ATTRIBUTE_SENSITIVE` over `CKR_ATTRIBUTE_TYPE_INVALID` over `CKR_BUFFER_TOO_SMALL`.
     /// `values` must have one answer per entry (else `CKR_GENERAL_ERROR`, nothing written).
-    pub fn fill(&self, values: &[AttrValue]) -> CkResult<()> {
+    pub(crate) fn fill(&self, values: &[AttrValue]) -> CkResult<()> {
         if values.len() != self.count {
             return Err(CkError::GeneralError);
         }
@@ -186,7 +176,7 @@ mod tests {
     fn null_template() {
         // SAFETY: NULL is checked.
         unsafe {
-            assert!(RawTemplate::new(ptr::null_mut(), 0).unwrap().is_empty());
+            assert!(RawTemplate::new(ptr::null_mut(), 0).unwrap().count == 0);
             assert_eq!(
                 RawTemplate::new(ptr::null_mut(), 1).unwrap_err(),
                 CkError::ArgumentsBad

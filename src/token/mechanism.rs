@@ -2,9 +2,9 @@
 //! (and in which card mode), and host-side verification.
 
 use crate::backend::{MechanismParams, RawMechanism};
-use crate::card::jpki::SignMode;
 use crate::error::{CkError, CkResult};
 use cryptoki_sys::*;
+use jpki_card::jpki::SignMode;
 use rsa::{Pkcs1v15Sign, Pss, RsaPublicKey};
 use sha1::Sha1;
 use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
@@ -23,29 +23,15 @@ pub enum HashAlg {
 }
 
 impl HashAlg {
-    /// The DER DigestInfo prefix (RFC 8017 §9.2 note 1) to put before the hash.
-    fn digest_info_prefix(self) -> &'static [u8] {
+    /// The PKCS#1 v1.5 padding scheme for this hash; its `prefix` is the DER DigestInfo prefix
+    /// (RFC 8017 §9.2 note 1) to put before the hash, from the hash crate's OID.
+    fn pkcs1v15(self) -> Pkcs1v15Sign {
         match self {
-            HashAlg::Sha1 => &[
-                0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04,
-                0x14,
-            ],
-            HashAlg::Sha224 => &[
-                0x30, 0x2d, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
-                0x04, 0x05, 0x00, 0x04, 0x1c,
-            ],
-            HashAlg::Sha256 => &[
-                0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
-                0x01, 0x05, 0x00, 0x04, 0x20,
-            ],
-            HashAlg::Sha384 => &[
-                0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
-                0x02, 0x05, 0x00, 0x04, 0x30,
-            ],
-            HashAlg::Sha512 => &[
-                0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
-                0x03, 0x05, 0x00, 0x04, 0x40,
-            ],
+            HashAlg::Sha1 => Pkcs1v15Sign::new::<Sha1>(),
+            HashAlg::Sha224 => Pkcs1v15Sign::new::<Sha224>(),
+            HashAlg::Sha256 => Pkcs1v15Sign::new::<Sha256>(),
+            HashAlg::Sha384 => Pkcs1v15Sign::new::<Sha384>(),
+            HashAlg::Sha512 => Pkcs1v15Sign::new::<Sha512>(),
         }
     }
 
@@ -62,7 +48,7 @@ impl HashAlg {
 
     /// A DER DigestInfo around `hash`.
     pub fn digest_info(self, hash: &[u8]) -> Vec<u8> {
-        let mut out = self.digest_info_prefix().to_vec();
+        let mut out = self.pkcs1v15().prefix.into_vec();
         out.extend_from_slice(hash);
         out
     }

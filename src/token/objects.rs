@@ -13,11 +13,11 @@
 //! signature certificate without the password, and never asks for the 5-try password during TLS
 //! client authentication.
 
-use super::cert::Cert;
 use crate::backend::AttrValue;
-use crate::card::jpki::KeyPair;
 use crate::error::CkResult;
 use cryptoki_sys::*;
+use jpki_card::cert::Cert;
+use jpki_card::jpki::KeyPair;
 use sha1::{Digest, Sha1};
 
 /// An object of a token.

@@ -3,10 +3,10 @@
 
 use crate::backend::tests::support::*;
 use crate::backend::{self, AttrValue, MechanismParams, PssParams, RawMechanism};
-use crate::card::inproc::InProcSystem;
 use crate::error::CkError;
-use crate::vcard::VirtualCard;
 use cryptoki_sys::*;
+use jpki_card::inproc::InProcSystem;
+use jpki_vcard::VirtualCard;
 use rsa::{Pkcs1v15Sign, Pss};
 use sha2::{Digest, Sha256};
 
@@ -561,7 +561,7 @@ fn not_initialized_and_fork_rules() {
 
 #[test]
 fn a_card_without_pss_stops_offering_it_and_pkcs1_goes_on() {
-    use crate::vcard::PssBehaviour;
+    use jpki_vcard::PssBehaviour;
     for behaviour in [PssBehaviour::Refuse, PssBehaviour::Corrupt] {
         let f = Fixture::new();
         let h = f.session(AUTH_SLOT);
@@ -1030,7 +1030,7 @@ fn a_refused_pin_is_not_sent_again_and_a_failed_context_login_ends_the_signature
 
 #[test]
 fn a_card_without_the_jpki_application_shows_no_token() {
-    use crate::vcard::Fault;
+    use jpki_vcard::Fault;
     let f = Fixture::new();
     f.sys.remove(0);
     let mut other = VirtualCard::in_memory();

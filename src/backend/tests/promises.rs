@@ -4,8 +4,8 @@
 use crate::backend::tests::support::*;
 use crate::backend::{self, MechanismParams, RawMechanism};
 use crate::error::CkError;
-use crate::vcard::VirtualCard;
 use cryptoki_sys::*;
+use jpki_vcard::VirtualCard;
 use std::time::Duration;
 
 const AUTH_SLOT: CK_SLOT_ID = 0;
@@ -325,7 +325,7 @@ fn digests_are_offered_and_correct() {
     ];
     // A value known from FIPS 180 examples, independent of any crate: SHA-1 of this sentence.
     assert_eq!(
-        crate::card::apdu::hex(&expected[0].1),
+        jpki_card::apdu::hex(&expected[0].1),
         "2FD4E1C67A2D28FCED849EE1BB76E7391B93EB12"
     );
     for slot in [AUTH_SLOT, SIGN_SLOT] {

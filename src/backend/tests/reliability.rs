@@ -1,5 +1,5 @@
 //! Reliability tests: the module against a misbehaving virtual card (fault modes of
-//! [`crate::vcard::Fault`]), in this process through [`InProcSystem`].
+//! [`jpki_vcard::Fault`]), in this process through [`InProcSystem`].
 //!
 //! Every fault is injected into one operation (`Op`) at a time, on a fresh module and card, and
 //! then, whatever the operation returned:
@@ -16,8 +16,8 @@
 use crate::backend::tests::support::*;
 use crate::backend::{self, AttrValue, RawMechanism};
 use crate::error::{CkError, CkResult};
-use crate::vcard::{CertDamage, CertFile, Fault, VirtualCard};
 use cryptoki_sys::*;
+use jpki_vcard::{CertDamage, CertFile, Fault, VirtualCard};
 use parking_lot::Mutex;
 use rsa::{Pkcs1v15Sign, Pss, RsaPublicKey};
 use sha2::{Digest, Sha256};

@@ -3,9 +3,9 @@
 //! module signs outside it.
 
 use crate::backend::{self, MechanismParams, PssParams, RawMechanism};
-use crate::card::inproc::InProcSystem;
-use crate::vcard::VirtualCard;
 use cryptoki_sys::*;
+use jpki_card::inproc::InProcSystem;
+use jpki_vcard::VirtualCard;
 use parking_lot::Mutex;
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::RsaPublicKey;
@@ -30,7 +30,7 @@ impl Fixture {
         let guard = crate::backend::TEST_LOCK.lock();
         let _ = backend::finalize();
         // Every in-process test's card has the same identity: start with no refused PIN.
-        crate::token::forget_refused_pins();
+        jpki_card::forget_refused_pins();
         let sys = InProcSystem::new(&["Test Reader 00"]);
         let card = sys.insert(0, card);
         crate::backend::use_card_system(Some(sys.clone()));

@@ -1,6 +1,6 @@
 //! The real card's behaviours that no public source confirms (`jpki-card.md`, **[uncertain]**),
 //! each as a mode of the virtual card ([`Fault`]), and the module's fail-safe answer to it, in
-//! this process through [`crate::card::inproc::InProcSystem`] (`tests/card_modes.rs` runs the
+//! this process through [`jpki_card::inproc::InProcSystem`] (`tests/card_modes.rs` runs the
 //! PC/SC side through the real pcscd):
 //!
 //! 1. short EF identifier forms answered with any status word: the module falls back to
@@ -16,8 +16,8 @@ use crate::backend::tests::reliability::{private_key, verifies};
 use crate::backend::tests::support::*;
 use crate::backend::{self, AttrValue};
 use crate::error::CkError;
-use crate::vcard::{Fault, VirtualCard};
 use cryptoki_sys::*;
+use jpki_vcard::{Fault, VirtualCard};
 
 const AUTH_SLOT: CK_SLOT_ID = 0;
 const SIGN_SLOT: CK_SLOT_ID = 1;

@@ -1,7 +1,7 @@
 //! The one DER header reader of the module, on the `der` crate (through `x509-cert`): a tag and
 //! a definite length in its shortest form, read from the first bytes of an element, so that a
 //! certificate file can be sized from its first answer and a certificate's fields found in
-//! place (no parsed copies of personal data: see `token::cert`).
+//! place (no parsed copies of personal data: see `cert`).
 
 use x509_cert::der::{Decode, Header, Reader, SliceReader};
 

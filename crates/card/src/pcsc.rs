@@ -6,8 +6,8 @@
 //!   (leaving the card as it is) and begins again.
 //! - Disconnection always uses `SCARD_LEAVE_CARD`: `pcsc::Card`'s `Drop` would reset the card.
 
-use super::{CardChannel, CardSystem, ReaderStatus, Transaction};
 use crate::error::Error;
+use crate::{CardChannel, CardSystem, ReaderStatus, Transaction};
 use parking_lot::Mutex;
 use pcsc::{Card, Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
 use std::ffi::CString;

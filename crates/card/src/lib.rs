@@ -1,14 +1,32 @@
-//! The card: a transport seam ([`CardSystem`], [`CardChannel`], [`Transaction`]) with a PC/SC
-//! implementation ([`pcsc`]) and an in-process one ([`inproc`]) for tests, APDU framing
-//! ([`apdu`]), and the JPKI application's operations ([`jpki`]).
+//! jpki-card: the My Number Card's JPKI application, below PKCS#11. A transport seam
+//! ([`CardSystem`], [`CardChannel`], [`Transaction`]) with a PC/SC implementation ([`pcsc`]) and
+//! an in-process one (`inproc`, feature `inproc`) for tests; APDU framing ([`apdu`]); the JPKI
+//! application's operations ([`jpki`]); a bound card ([`BoundCard`]) that runs each operation in
+//! one transaction and never leaves the card unlocked; certificates ([`cert`]), read with the
+//! `der` crate ([`der`]); the errors ([`Error`]); the log ([`log`]), which reads no settings (the
+//! module's configuration hands it level and place); buffers for secrets ([`secret`]).
+//!
+//! Used by the PKCS#11 module (`jpki-pkcs11`) and the `jpki` command (`jpki-cli`).
+
+// Unsafe code only in `secret` (page-aligned, locked, not-dumped buffers), each block explained.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod apdu;
+mod bound;
+pub mod cert;
 pub mod der;
+pub mod error;
+#[cfg(any(test, feature = "inproc"))]
 pub mod inproc;
 pub mod jpki;
+pub mod log;
 pub mod pcsc;
+pub mod secret;
 
-use crate::error::Error;
+#[cfg(any(test, feature = "inproc"))]
+pub use bound::forget_refused_pins;
+pub use bound::BoundCard;
+pub use error::Error;
 
 /// Presence of a card in a reader, as the reader reports it (no card I/O).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

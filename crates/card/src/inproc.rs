@@ -2,9 +2,9 @@
 //! need no pcscd. Cards can be inserted, removed and reset while the module runs, and a test can
 //! reach a card directly, as another process would through its own PC/SC connection.
 
-use super::{CardChannel, CardSystem, ReaderStatus, Transaction};
 use crate::error::Error;
-use crate::vcard::VirtualCard;
+use crate::{CardChannel, CardSystem, ReaderStatus, Transaction};
+use jpki_vcard::VirtualCard;
 use parking_lot::Mutex;
 use std::sync::Arc;
 

@@ -21,6 +21,8 @@
 //!   [`Fault::EmptyVerify9000`]): by default a warm reset clears the security state, the first
 //!   command after power-up is processed, and an empty VERIFY always answers `63Cx`.
 
+#![forbid(unsafe_code)]
+
 mod apdu;
 mod commands;
 mod der;

@@ -42,7 +42,7 @@ struct Tlv {
 fn tlv(der: &[u8], at: usize, end: usize) -> Result<Tlv, Error> {
     let bad = Error::Malformed("certificate does not parse");
     let within = der.get(at..end).ok_or(bad.clone())?;
-    let (tag, hl, len) = crate::card::der::header(within).ok_or(bad.clone())?;
+    let (tag, hl, len) = crate::der::header(within).ok_or(bad.clone())?;
     let contents = at + hl..at + hl + len;
     if contents.end > end {
         return Err(bad);
@@ -191,7 +191,7 @@ impl Cert {
 /// the serial: `SEQUENCE { SEQUENCE { [0] version, INTEGER serial ...`). Used for the token serial
 /// number, so that it costs one READ BINARY rather than the whole certificate.
 pub fn serial_from_head(head: &[u8]) -> Option<Vec<u8>> {
-    use crate::card::der::header;
+    use crate::der::header;
     let (t, hl, _) = header(head)?;
     if t != 0x30 {
         return None;
@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn fields_agree_with_x509_cert() {
         use x509_cert::der::{Decode, Encode};
-        let card = crate::vcard::VirtualCard::in_memory();
+        let card = jpki_vcard::VirtualCard::in_memory();
         for der in [
             card.auth_cert(),
             card.sign_cert(),

@@ -6,9 +6,9 @@
 //! carry a PIN (VERIFY, CHANGE REFERENCE DATA), responses a piece of the signature
 //! certificate, which holds personal data.
 
-use super::Transaction;
 use crate::error::Error;
 use crate::secret::extend_wiped;
+use crate::Transaction;
 use zeroize::Zeroizing;
 
 /// A parsed response APDU. Its data is wiped when dropped.

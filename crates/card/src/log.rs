@@ -21,7 +21,8 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    pub(crate) fn parse(s: &str) -> Option<LogLevel> {
+    /// A level by name (`off`, `error`, `warn`, `info`, `debug`; any case).
+    pub fn parse(s: &str) -> Option<LogLevel> {
         Some(match s.to_ascii_lowercase().as_str() {
             "off" | "none" => LogLevel::Off,
             "error" => LogLevel::Error,
