@@ -2,10 +2,15 @@
 //! it (at `C_Initialize`). See `docs/configuration.md` for the format.
 //!
 //! Files, each overriding the ones before it key by key (a key missing from a later file keeps
-//! the earlier value):
-//! 1. `/etc/jpki-pkcs11.toml`
-//! 2. `$XDG_CONFIG_HOME/jpki-pkcs11/config.toml` (default `~/.config/jpki-pkcs11/config.toml`)
-//! 3. the file named in `JPKI_PKCS11_CONF`
+//! the earlier value), by platform ([`paths_for`]):
+//!
+//! | | system-wide | the user's |
+//! |---|---|---|
+//! | Linux and other Unix | `/etc/jpki-pkcs11.toml` | `$XDG_CONFIG_HOME/jpki-pkcs11/config.toml` (default `~/.config/…`) |
+//! | macOS | `/Library/Application Support/jpki-pkcs11/config.toml` | `~/Library/Application Support/jpki-pkcs11/config.toml` |
+//! | Windows | `%PROGRAMDATA%\jpki-pkcs11\config.toml` | `%APPDATA%\jpki-pkcs11\config.toml` |
+//!
+//! and last the file named in `JPKI_PKCS11_CONF`.
 //!
 //! A missing file is skipped silently. A file that does not parse, an unknown key or a value of
 //! the wrong type never stops the module: the problem is recorded in [`Config::problems`] (logged
@@ -64,24 +69,9 @@ impl Config {
         }
     }
 
-    /// The configuration files, in the order they are applied.
+    /// The configuration files of this platform, in the order they are applied.
     pub(crate) fn default_paths() -> Vec<PathBuf> {
-        let mut paths = vec![PathBuf::from("/etc/jpki-pkcs11.toml")];
-        let xdg = std::env::var_os("XDG_CONFIG_HOME")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .filter(|h| !h.is_empty())
-                    .map(|h| PathBuf::from(h).join(".config"))
-            });
-        if let Some(dir) = xdg {
-            paths.push(dir.join("jpki-pkcs11/config.toml"));
-        }
-        if let Some(f) = std::env::var_os("JPKI_PKCS11_CONF").filter(|f| !f.is_empty()) {
-            paths.push(PathBuf::from(f));
-        }
-        paths
+        paths_for(Platform::current(), &|k| std::env::var_os(k))
     }
 
     /// Applies `paths` in order onto the defaults. A missing file is skipped, except the one
@@ -151,7 +141,11 @@ impl Config {
                     _ => self.bad(
                         &src,
                         "pinentry",
-                        "an absolute path, e.g. \"/usr/bin/pinentry\"",
+                        if cfg!(windows) {
+                            "an absolute path, e.g. 'C:\\Program Files (x86)\\GnuPG\\bin\\pinentry.exe'"
+                        } else {
+                            "an absolute path, e.g. \"/usr/bin/pinentry\""
+                        },
                     ),
                 },
                 other => self
@@ -187,6 +181,59 @@ impl Config {
             "{src}: `{key}` must be {want}; keeping the default"
         ));
     }
+}
+
+/// The platform conventions for configuration files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    /// Linux and other Unix: `/etc` and the XDG base directories.
+    Unix,
+    /// macOS: `/Library/Application Support` and `~/Library/Application Support` (where
+    /// macOS programs keep their settings; docs/macos.md says why not XDG).
+    MacOs,
+    /// Windows: `%PROGRAMDATA%` (all users) and `%APPDATA%` (the user's roaming profile).
+    Windows,
+}
+
+impl Platform {
+    /// The platform this module was built for.
+    pub fn current() -> Platform {
+        if cfg!(windows) {
+            Platform::Windows
+        } else if cfg!(target_os = "macos") {
+            Platform::MacOs
+        } else {
+            Platform::Unix
+        }
+    }
+}
+
+/// The configuration files of `platform`, in the order they are applied, with environment
+/// variables read through `env` (an unset or empty variable drops the file that needs it).
+pub fn paths_for(
+    platform: Platform,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Vec<PathBuf> {
+    let var = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let app = |dir: PathBuf| dir.join("jpki-pkcs11").join("config.toml");
+    let mut paths = Vec::new();
+    match platform {
+        Platform::Unix => {
+            paths.push(PathBuf::from("/etc/jpki-pkcs11.toml"));
+            let xdg = var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|h| h.join(".config")));
+            paths.extend(xdg.map(app));
+        }
+        Platform::MacOs => {
+            paths.push(app(PathBuf::from("/Library/Application Support")));
+            paths.extend(var("HOME").map(|h| app(h.join("Library").join("Application Support"))));
+        }
+        Platform::Windows => {
+            paths.extend(var("PROGRAMDATA").map(app));
+            paths.extend(var("APPDATA").map(app));
+        }
+    }
+    paths.extend(var("JPKI_PKCS11_CONF"));
+    paths
 }
 
 /// `["auth", "sign"]` → which tokens are shown.
@@ -254,6 +301,16 @@ pub(crate) fn set_override(cfg: Option<Config>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
+
+    /// An absolute path on this platform, as a TOML literal string's content.
+    fn abs(unix: &str) -> String {
+        if cfg!(windows) {
+            format!("C:{}", unix.replace('/', "\\"))
+        } else {
+            unix.to_string()
+        }
+    }
 
     fn applied(texts: &[&str]) -> Config {
         let mut c = Config::default();
@@ -275,37 +332,103 @@ mod tests {
 
     #[test]
     fn every_option() {
-        let c = applied(&[r#"
-            tokens = ["sign"]
-            pss = false
-            pinentry = "/usr/bin/pinentry-curses"
-            [log]
-            level = "debug"
-            file = "/tmp/jpki.log"
-        "#]);
+        let (pe, log) = (abs("/usr/bin/pinentry-curses"), abs("/tmp/jpki.log"));
+        let c = applied(&[&format!(
+            "tokens = [\"sign\"]\npss = false\npinentry = '{pe}'\n[log]\nlevel = \"debug\"\n\
+             file = '{log}'\n"
+        )]);
         assert!(!c.expose_auth && c.expose_sign && !c.pss);
-        assert_eq!(
-            c.pinentry.as_deref(),
-            Some(Path::new("/usr/bin/pinentry-curses"))
-        );
+        assert_eq!(c.pinentry.as_deref(), Some(Path::new(&pe)));
         assert_eq!(c.log_level, LogLevel::Debug);
-        assert_eq!(c.log_file, LogFile::Path("/tmp/jpki.log".into()));
+        assert_eq!(c.log_file, LogFile::Path(log.into()));
         assert!(c.problems.is_empty(), "{:?}", c.problems);
     }
 
     #[test]
     fn later_files_override_key_by_key() {
+        let (pe, log) = (abs("/usr/bin/pinentry"), abs("/tmp/x.log"));
         let c = applied(&[
-            "pss = false\npinentry = \"/usr/bin/pinentry\"\n[log]\nlevel = \"info\"\n",
-            "pss = true\n[log]\nfile = \"/tmp/x.log\"\n",
+            &format!("pss = false\npinentry = '{pe}'\n[log]\nlevel = \"info\"\n"),
+            &format!("pss = true\n[log]\nfile = '{log}'\n"),
             "tokens = [\"auth\"]\n",
         ]);
         assert!(c.pss, "second file sets pss back");
-        assert_eq!(c.pinentry.as_deref(), Some(Path::new("/usr/bin/pinentry")));
+        assert_eq!(c.pinentry.as_deref(), Some(Path::new(&pe)));
         assert_eq!(c.log_level, LogLevel::Info, "kept from the first file");
-        assert_eq!(c.log_file, LogFile::Path("/tmp/x.log".into()));
+        assert_eq!(c.log_file, LogFile::Path(log.into()));
         assert!(c.expose_auth && !c.expose_sign);
         assert_eq!(c.sources.len(), 3);
+    }
+
+    fn env_of<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    fn app(dir: &str) -> PathBuf {
+        PathBuf::from(dir).join("jpki-pkcs11").join("config.toml")
+    }
+
+    #[test]
+    fn paths_per_platform() {
+        let unix = paths_for(Platform::Unix, &env_of(&[("HOME", "/home/u")]));
+        assert_eq!(
+            unix,
+            vec![
+                PathBuf::from("/etc/jpki-pkcs11.toml"),
+                app("/home/u/.config")
+            ]
+        );
+        let xdg = [
+            ("HOME", "/home/u"),
+            ("XDG_CONFIG_HOME", "/x"),
+            ("JPKI_PKCS11_CONF", "/c"),
+        ];
+        let unix = paths_for(Platform::Unix, &env_of(&xdg));
+        assert_eq!(unix[1..], [app("/x"), PathBuf::from("/c")]);
+        let mac = paths_for(Platform::MacOs, &env_of(&xdg));
+        assert_eq!(
+            mac,
+            vec![
+                app("/Library/Application Support"),
+                PathBuf::from("/home/u")
+                    .join("Library")
+                    .join("Application Support")
+                    .join("jpki-pkcs11")
+                    .join("config.toml"),
+                PathBuf::from("/c"),
+            ],
+            "macOS ignores XDG_CONFIG_HOME"
+        );
+        let win = [
+            ("APPDATA", r"C:\Users\u\AppData\Roaming"),
+            ("PROGRAMDATA", r"C:\ProgramData"),
+            ("HOME", "/home/u"),
+        ];
+        let w = paths_for(Platform::Windows, &env_of(&win));
+        assert_eq!(
+            w,
+            vec![app(r"C:\ProgramData"), app(r"C:\Users\u\AppData\Roaming")]
+        );
+        // Unset or empty variables drop their file, never give a relative path.
+        let none = paths_for(Platform::Windows, &env_of(&[("APPDATA", "")]));
+        assert!(none.is_empty(), "{none:?}");
+        assert_eq!(
+            paths_for(Platform::MacOs, &env_of(&[])),
+            vec![app("/Library/Application Support")]
+        );
+        let explicit = std::env::var_os("JPKI_PKCS11_CONF");
+        let here = Config::default_paths();
+        assert!(!here.is_empty());
+        for p in here
+            .iter()
+            .filter(|p| Some(p.as_os_str()) != explicit.as_deref())
+        {
+            assert!(p.is_absolute(), "{p:?} on {:?}", Platform::current());
+        }
     }
 
     #[test]

@@ -267,19 +267,44 @@ pub(crate) fn get_pin(program: &Path, p: &Prompt<'_>) -> Result<Zeroizing<Vec<u8
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
-    /// Writes a scripted pinentry (POSIX sh) that logs every command it gets to `<dir>/log`
-    /// and answers GETPIN with `answer` (raw Assuan lines, e.g. `D 1234\nOK`).
+    /// Writes a scripted pinentry into `dir` that logs every command it gets to `<dir>/log`
+    /// and answers GETPIN with `answer` (raw Assuan lines, `\n` between them, e.g.
+    /// `D 1234\nOK`). Returns the program's path.
+    ///
+    /// On Unix it is a POSIX shell script; on Windows a copy of `fake-pinentry.exe` (built
+    /// beside the test executable by `scripts/wine-run.sh` from `scripts/windows/`), which reads
+    /// its answer from `<dir>/answer`.
     pub(crate) fn scripted(dir: &Path, answer: &str) -> PathBuf {
         std::fs::create_dir_all(dir).unwrap();
+        program(dir, answer, false)
+    }
+
+    /// Like [`scripted`], but GETPIN first creates `<dir>/asking` and waits until `<dir>/go`
+    /// exists (a person still typing).
+    pub(crate) fn scripted_waiting(dir: &Path, answer: &str) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        program(dir, answer, true)
+    }
+
+    #[cfg(unix)]
+    fn program(dir: &Path, answer: &str, wait: bool) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
         let log = dir.join("log");
         let script = dir.join("pinentry.sh");
+        let before = if wait {
+            format!(
+                "touch '{d}/asking'; while [ ! -e '{d}/go' ]; do sleep 0.05; done; ",
+                d = dir.display()
+            )
+        } else {
+            String::new()
+        };
         let text = format!(
             "#!/bin/sh\necho 'OK Pleased to meet you'\n\
              while IFS= read -r line; do\n  printf '%s\\n' \"$line\" >> '{log}'\n  \
-             case \"$line\" in\n    GETPIN) printf '%b\\n' '{answer}' ;;\n    \
+             case \"$line\" in\n    GETPIN) {before}printf '%b\\n' '{answer}' ;;\n    \
              BYE) echo 'OK closing connection'; exit 0 ;;\n    \
              OPTION\\ bogus*) echo 'ERR 83886254 Unknown option' ;;\n    \
              *) echo OK ;;\n  esac\ndone\n",
@@ -288,6 +313,24 @@ pub(crate) mod tests {
         std::fs::write(&script, text).unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         script
+    }
+
+    #[cfg(windows)]
+    fn program(dir: &Path, answer: &str, wait: bool) -> PathBuf {
+        let exe = std::env::current_exe().unwrap();
+        let fake = exe.with_file_name("fake-pinentry.exe");
+        assert!(
+            fake.exists(),
+            "{} is missing: run the tests through scripts/wine-run.sh",
+            fake.display()
+        );
+        let prog = dir.join("pinentry.exe");
+        std::fs::copy(&fake, &prog).unwrap();
+        std::fs::write(dir.join("answer"), answer.replace("\\n", "\n")).unwrap();
+        if wait {
+            std::fs::write(dir.join("wait"), b"").unwrap();
+        }
+        prog
     }
 
     fn tmp(name: &str) -> PathBuf {

@@ -5,6 +5,7 @@
 //!
 //! The module is found from `TEST_PKCS11_MODULE`, else next to the test binary
 //! (`target/<profile>/deps/`, else `target/<profile>/`).
+#![cfg(unix)] // Linux (pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
 mod common;
 

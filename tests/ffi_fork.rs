@@ -2,6 +2,7 @@
 //! so a forked child finds it not initialized, must call `C_Initialize` itself, and the parent
 //! keeps working. One test per file: the child of a fork must not inherit other test threads'
 //! locks.
+#![cfg(unix)] // Linux (pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! initialized (not the parent's sessions or login), initializes it, logs in and signs on its
 //! own; the parent's session is unaffected and still signs. Every signature is verified.
 //! One test per file: a forked child must not inherit other test threads' locks.
+#![cfg(unix)] // Linux (pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
 mod common;
 

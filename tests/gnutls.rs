@@ -2,6 +2,7 @@
 //! behind pcscd: listing tokens and objects, and TLS 1.3 client authentication against
 //! `openssl s_server -Verify 1` with key and certificate given as `pkcs11:` URIs and the PIN in
 //! `GNUTLS_PIN`. How to set it up by hand: docs/gnutls.md.
+#![cfg(unix)] // Linux (pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
 mod apps;
 mod common;

@@ -1,6 +1,7 @@
 //! `make install` / `make uninstall` into a temporary DESTDIR, p11-kit reading a user
 //! configuration in a temporary HOME, and `jpki register|unregister firefox|nss|p11-kit`.
 //! Installs the debug build (`PROFILE=debug`) that `cargo test` just made: nothing is rebuilt.
+#![cfg(unix)] // Linux (pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
 mod common;
 

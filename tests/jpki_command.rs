@@ -1,5 +1,6 @@
 //! The `jpki` command against the virtual My Number Card behind pcscd: `status`, `cert export`,
 //! `pin change`, and its messages and exit codes for the usual problems.
+#![cfg(unix)] // Linux (pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
 mod common;
 

@@ -9,6 +9,7 @@
 //! (CKA_ALWAYS_AUTHENTICATE) and the authentication key never used.
 //!
 //! Debian packages: scripts/deps/libreoffice.txt.
+#![cfg(unix)] // Linux (pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
 mod common;
 

@@ -12,6 +12,7 @@
 //! is excluded from the scan, XORed there and searched for the stored form; the module is
 //! called through its raw function list (no wrapper keeps intermediate copies) and every buffer
 //! that received a value is zeroized.
+#![cfg(unix)] // Linux (pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
 mod common;
 

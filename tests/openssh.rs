@@ -2,6 +2,7 @@
 //! the authentication key, and `ssh -I` logs in to a throw-away `sshd` on 127.0.0.1 (own port,
 //! config, host key and authorized_keys, run as the current user), the PIN coming from an
 //! `SSH_ASKPASS` helper. How to set it up by hand: docs/openssh.md.
+#![cfg(unix)] // Linux (pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
 mod apps;
 mod common;

@@ -3,6 +3,7 @@
 //! `pkcs11:` URIs, `cms -sign` with the signature key (CKA_ALWAYS_AUTHENTICATE), and
 //! `s_client` authenticating to `s_server` with default settings over TLS 1.3 and TLS 1.2.
 //! How to set it up by hand: docs/openssl.md.
+#![cfg(unix)] // Linux (pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
 mod apps;
 mod common;

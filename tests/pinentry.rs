@@ -1,6 +1,7 @@
 //! PIN entry by the module through a pinentry program (Assuan), and the configuration file, seen
 //! through the built `.so`: `pkcs11-tool --login` without `--pin` makes the module ask a scripted
 //! pinentry; the signature is verified with openssl against the card's certificate.
+#![cfg(unix)] // Linux (pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
 mod common;
 

@@ -45,13 +45,23 @@ pub(crate) unsafe fn in_slice<'a, T>(ptr: *const T, len: CK_ULONG) -> CkResult<&
     if (ptr as usize) % align_of::<T>() != 0 {
         return Err(CkError::ArgumentsBad);
     }
-    match len.checked_mul(size_of::<T>()) {
-        Some(bytes) if bytes <= isize::MAX as usize => {}
-        _ => return Err(CkError::ArgumentsBad),
-    }
+    byte_len::<T>(len)?;
     // SAFETY: `ptr` is non-NULL and aligned, the byte size fits in isize, and the caller
     // guarantees `len` readable elements that stay unchanged for 'a.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// The byte size of `len` elements of `T`, if it is a valid slice size (at most `isize::MAX`),
+/// else `CKR_ARGUMENTS_BAD`.
+///
+/// Where `CK_ULONG` is as wide as `usize` (LP64: Linux, macOS) a caller's length can exceed it;
+/// on LLP64 (Windows, 32-bit `CK_ULONG`) no `CK_ULONG` count of elements can, and the check
+/// never fires: the length must then be vouched for by the caller, as the spec requires.
+pub(crate) fn byte_len<T>(len: usize) -> CkResult<usize> {
+    match len.checked_mul(size_of::<T>()) {
+        Some(bytes) if bytes <= isize::MAX as usize => Ok(bytes),
+        _ => Err(CkError::ArgumentsBad),
+    }
 }
 
 /// Like [`in_slice`], but a NULL pointer means "absent" (`None`) whatever the length: used for

@@ -15,9 +15,28 @@ fn in_slice_cases() {
     // SAFETY: the pointer is deliberately misaligned; in_slice rejects it before any read.
     let misaligned = unsafe { in_slice(words.as_ptr().cast::<u8>().add(1).cast::<CK_ULONG>(), 1) };
     assert_eq!(misaligned, Err(CkError::ArgumentsBad));
-    // SAFETY: the length is rejected (byte size > isize::MAX) before any read.
-    let huge = unsafe { in_slice(words.as_ptr(), CK_ULONG::MAX) };
-    assert_eq!(huge, Err(CkError::ArgumentsBad));
+    // A huge length is refused before any read where CK_ULONG is as wide as usize (LP64).
+    // On LLP64 (Windows) CK_ULONG::MAX elements fit in isize: there is nothing to refuse,
+    // and calling in_slice with it would read past `words`, so only the size check runs.
+    if size_of::<CK_ULONG>() == size_of::<usize>() {
+        // SAFETY: the length is rejected (byte size > isize::MAX) before any read.
+        let huge = unsafe { in_slice(words.as_ptr(), CK_ULONG::MAX) };
+        assert_eq!(huge, Err(CkError::ArgumentsBad));
+    } else {
+        let max = ulong_to_usize(CK_ULONG::MAX).unwrap();
+        assert_eq!(byte_len::<CK_ULONG>(max), Ok(max * size_of::<CK_ULONG>()));
+    }
+}
+
+#[test]
+fn byte_len_limits() {
+    let max = isize::MAX as usize;
+    assert_eq!(byte_len::<u8>(max), Ok(max));
+    assert_eq!(byte_len::<u8>(max + 1), Err(CkError::ArgumentsBad));
+    assert_eq!(byte_len::<u32>(max / 4), Ok(max / 4 * 4));
+    assert_eq!(byte_len::<u32>(max / 4 + 1), Err(CkError::ArgumentsBad));
+    assert_eq!(byte_len::<u64>(usize::MAX), Err(CkError::ArgumentsBad));
+    assert_eq!(byte_len::<CK_ATTRIBUTE>(0), Ok(0));
 }
 
 #[test]

@@ -58,21 +58,33 @@ pub(crate) fn info(version: CK_VERSION) -> CK_INFO {
 /// - no callbacks (with or without the flag), or callbacks with the flag → fine: our own locks
 ///   satisfy `CKF_OS_LOCKING_OK`. `CKF_LIBRARY_CANT_CREATE_OS_THREADS` is fine too: the module
 ///   creates no threads.
+///
+/// The fields are copied out before they are looked at: on Windows the PKCS#11 structures are
+/// packed (`#pragma pack(1)`), and a method call on a field would take a reference to an
+/// unaligned field.
 pub(crate) fn check_init_args(args: &CK_C_INITIALIZE_ARGS) -> CkResult<()> {
-    if !args.pReserved.is_null() {
+    let CK_C_INITIALIZE_ARGS {
+        CreateMutex,
+        DestroyMutex,
+        LockMutex,
+        UnlockMutex,
+        flags,
+        pReserved,
+    } = *args;
+    if !pReserved.is_null() {
         return Err(CkError::ArgumentsBad);
     }
     let given = [
-        args.CreateMutex.is_some(),
-        args.DestroyMutex.is_some(),
-        args.LockMutex.is_some(),
-        args.UnlockMutex.is_some(),
+        CreateMutex.is_some(),
+        DestroyMutex.is_some(),
+        LockMutex.is_some(),
+        UnlockMutex.is_some(),
     ];
     let callbacks = given.iter().filter(|g| **g).count();
     if callbacks != 0 && callbacks != given.len() {
         return Err(CkError::ArgumentsBad);
     }
-    if callbacks != 0 && args.flags & CKF_OS_LOCKING_OK == 0 {
+    if callbacks != 0 && flags & CKF_OS_LOCKING_OK == 0 {
         return Err(CkError::CantLock);
     }
     Ok(())

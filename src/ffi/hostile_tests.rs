@@ -272,12 +272,16 @@ fn attribute_templates_mixing_entries() {
         );
         assert_eq!(t[0].ulValueLen as usize, size_of::<CK_ULONG>());
         assert_eq!(CK_ULONG::from_ne_bytes(class), CKO_PRIVATE_KEY);
-        assert_eq!(t[1].ulValueLen, CK_UNAVAILABLE_INFORMATION, "unknown type");
-        assert_eq!(t[2].ulValueLen, CK_UNAVAILABLE_INFORMATION, "sensitive");
+        assert_eq!(
+            { t[1].ulValueLen },
+            CK_UNAVAILABLE_INFORMATION,
+            "unknown type"
+        );
+        assert_eq!({ t[2].ulValueLen }, CK_UNAVAILABLE_INFORMATION, "sensitive");
         assert!(private_exp.iter().all(|b| *b == 0), "nothing leaked");
-        assert_eq!(t[3].ulValueLen, CK_UNAVAILABLE_INFORMATION, "too short");
-        assert_eq!(t[4].ulValueLen, "User Authentication".len() as CK_ULONG);
-        assert_eq!(t[5].ulValueLen, "User Authentication".len() as CK_ULONG);
+        assert_eq!({ t[3].ulValueLen }, CK_UNAVAILABLE_INFORMATION, "too short");
+        assert_eq!({ t[4].ulValueLen }, "User Authentication".len() as CK_ULONG);
+        assert_eq!({ t[5].ulValueLen }, "User Authentication".len() as CK_ULONG);
         assert_eq!(&label[..19], b"User Authentication");
         // Zero entries: fine. NULL with a count: refused. A huge count with NULL: refused.
         // SAFETY: NULL template, checked.

@@ -188,7 +188,7 @@ mod tests {
     fn case3_null_pvalue_gives_length() {
         let mut t = [attr(CKA_VALUE, None)];
         assert_eq!(fill(&mut t, &[AttrValue::Value(vec![1, 2, 3])]), Ok(()));
-        assert_eq!(t[0].ulValueLen, 3);
+        assert_eq!({ t[0].ulValueLen }, 3);
     }
 
     #[test]
@@ -196,7 +196,7 @@ mod tests {
         let mut b = vec![0xEE; 5];
         let mut t = [attr(CKA_VALUE, Some(&mut b))];
         assert_eq!(fill(&mut t, &[AttrValue::Value(vec![1, 2, 3])]), Ok(()));
-        assert_eq!(t[0].ulValueLen, 3);
+        assert_eq!({ t[0].ulValueLen }, 3);
         assert_eq!(b, [1, 2, 3, 0xEE, 0xEE]);
     }
 
@@ -208,7 +208,7 @@ mod tests {
             fill(&mut t, &[AttrValue::Value(vec![1, 2, 3])]),
             Err(CkError::BufferTooSmall)
         );
-        assert_eq!(t[0].ulValueLen, U);
+        assert_eq!({ t[0].ulValueLen }, U);
         assert_eq!(b, [0xEE, 0xEE], "nothing copied into a short buffer");
     }
 
@@ -220,13 +220,13 @@ mod tests {
             fill(&mut t, &[AttrValue::Sensitive]),
             Err(CkError::AttributeSensitive)
         );
-        assert_eq!(t[0].ulValueLen, U);
+        assert_eq!({ t[0].ulValueLen }, U);
         let mut t = [attr(CKA_VALUE, None)];
         assert_eq!(
             fill(&mut t, &[AttrValue::Invalid]),
             Err(CkError::AttributeTypeInvalid)
         );
-        assert_eq!(t[0].ulValueLen, U);
+        assert_eq!({ t[0].ulValueLen }, U);
         assert_eq!(b, [0xEE; 8]);
     }
 
@@ -272,7 +272,7 @@ mod tests {
         ];
         let values = [AttrValue::Invalid, AttrValue::Value(vec![1, 2])];
         assert_eq!(fill(&mut t, &values), Err(CkError::AttributeTypeInvalid));
-        assert_eq!(t[1].ulValueLen, U);
+        assert_eq!({ t[1].ulValueLen }, U);
     }
 
     #[test]
@@ -280,7 +280,7 @@ mod tests {
         let mut b = vec![0u8; 0];
         let mut t = [attr(CKA_LABEL, Some(&mut b))];
         assert_eq!(fill(&mut t, &[AttrValue::Value(vec![])]), Ok(()));
-        assert_eq!(t[0].ulValueLen, 0);
+        assert_eq!({ t[0].ulValueLen }, 0);
         assert_eq!(fill(&mut t, &[]), Err(CkError::GeneralError));
     }
 

@@ -61,25 +61,43 @@ fn initialized() -> parking_lot::MutexGuard<'static, ()> {
 // Tables
 
 /// Reads the function-pointer slots of a function list as raw words (an `Option<fn>` is one
-/// pointer, NULL for `None`).
-fn slots<T>(table: &T) -> Vec<usize> {
-    // The version (2 bytes) is padded to pointer alignment; everything after is pointers.
-    let first = size_of::<usize>();
+/// pointer, NULL for `None`). `first` is the offset of the first slot: after the 2-byte version,
+/// padded to pointer alignment on Unix, right after it on Windows (packed structures).
+fn slots<T>(table: &T, first: usize) -> Vec<usize> {
     let n = (size_of::<T>() - first) / size_of::<usize>();
     assert_eq!(size_of::<T>(), first + n * size_of::<usize>());
     (0..n)
         .map(|i| {
-            // SAFETY: `table` is a repr(C) function list: word i+1 is the i-th Option<fn>
-            // slot, inside the struct and aligned.
-            unsafe { ptr::read((table as *const T).cast::<usize>().add(1 + i)) }
+            // SAFETY: `table` is a repr(C) function list: the i-th Option<fn> slot is at
+            // `first + i * size_of::<usize>()`, inside the struct; the read is unaligned.
+            unsafe {
+                ptr::read_unaligned(
+                    (table as *const T)
+                        .cast::<u8>()
+                        .add(first + i * size_of::<usize>())
+                        .cast::<usize>(),
+                )
+            }
         })
         .collect()
 }
 
 #[test]
 fn every_slot_of_both_tables_is_filled() {
-    let v2 = slots(&FUNCTION_LIST_2_40);
-    let v3 = slots(&FUNCTION_LIST_3_0);
+    let v2 = slots(
+        &FUNCTION_LIST_2_40,
+        std::mem::offset_of!(CK_FUNCTION_LIST, C_Initialize),
+    );
+    let v3 = slots(
+        &FUNCTION_LIST_3_0,
+        std::mem::offset_of!(CK_FUNCTION_LIST_3_0, C_Initialize),
+    );
+    let padded = if cfg!(windows) { 2 } else { size_of::<usize>() };
+    assert_eq!(
+        std::mem::offset_of!(CK_FUNCTION_LIST, C_Initialize),
+        padded,
+        "the slots start right after the version on Windows (packed), aligned elsewhere"
+    );
     assert_eq!(v2.len(), 68);
     assert_eq!(v3.len(), 92);
     assert!(v2.iter().all(|p| *p != 0), "a 2.40 slot is None");
@@ -121,7 +139,7 @@ fn each_table_reports_its_version_in_get_info() {
             (info.cryptokiVersion.major, info.cryptokiVersion.minor),
             want
         );
-        assert_eq!(info.flags, 0);
+        assert_eq!({ info.flags }, 0);
         assert!(info.manufacturerID.iter().all(|c| *c != 0));
         assert!(info.libraryDescription.iter().all(|c| *c != 0));
     }
@@ -189,7 +207,7 @@ fn get_interface_list_two_call() {
     assert_eq!(n, 2);
     for (iface, want) in list.iter().zip([(3, 0), (2, 40)]) {
         assert_eq!(name_of(iface), b"PKCS 11");
-        assert_eq!(iface.flags, 0);
+        assert_eq!({ iface.flags }, 0);
         assert_eq!(version_of(iface), want);
     }
 }
@@ -622,4 +640,34 @@ fn panic_is_caught_and_poisons_until_reinitialized() {
     // SAFETY: `info` is valid.
     assert_eq!(unsafe { C_GetInfo(&mut info) }, CKR_OK);
     assert_eq!(finalize(), CKR_OK);
+}
+
+/// The ABI the suite runs on: LP64 (Linux, macOS: 64-bit `CK_ULONG`, natural alignment) or the
+/// Windows one (32-bit `CK_ULONG`, structures packed to 1 byte). Pins down that the Windows run
+/// under Wine really exercises the LLP64 layouts, which every other test then goes through.
+#[test]
+fn abi_layouts() {
+    use std::mem::offset_of;
+    if cfg!(windows) {
+        assert_eq!(size_of::<CK_ULONG>(), 4);
+        assert_eq!(size_of::<CK_ATTRIBUTE>(), 4 + 8 + 4);
+        assert_eq!(size_of::<CK_MECHANISM>(), 4 + 8 + 4);
+        assert_eq!(size_of::<CK_RSA_PKCS_PSS_PARAMS>(), 12);
+        assert_eq!(size_of::<CK_MECHANISM_INFO>(), 12);
+        assert_eq!(size_of::<CK_SESSION_INFO>(), 16);
+        assert_eq!(
+            offset_of!(CK_ATTRIBUTE, pValue),
+            4,
+            "no padding before pValue"
+        );
+        assert_eq!(offset_of!(CK_INFO, flags), 2 + 32);
+    } else {
+        assert_eq!(size_of::<CK_ULONG>(), size_of::<usize>());
+        assert_eq!(size_of::<CK_ATTRIBUTE>(), 3 * size_of::<usize>());
+        assert_eq!(size_of::<CK_RSA_PKCS_PSS_PARAMS>(), 3 * size_of::<usize>());
+        assert_eq!(offset_of!(CK_INFO, flags) % size_of::<usize>(), 0);
+    }
+    // Whatever the ABI, an attribute's CK_ULONG value is exactly one CK_ULONG wide.
+    let class = CKO_PRIVATE_KEY.to_ne_bytes();
+    assert_eq!(class.len(), size_of::<CK_ULONG>());
 }

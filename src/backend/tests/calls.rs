@@ -442,7 +442,7 @@ fn a_failed_reverification_logs_out_without_retrying() {
     assert_eq!(backend::sign(a, b"data"), Err(CkError::UserNotLoggedIn));
     assert_eq!(f.verifies_sent(), 1, "the held PIN was tried once");
     assert_eq!(
-        backend::get_session_info(a).unwrap().state,
+        { backend::get_session_info(a).unwrap().state },
         CKS_RW_PUBLIC_SESSION
     );
     assert_eq!(
@@ -481,7 +481,7 @@ fn removal_and_reinsertion() {
     let b = backend::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
     assert_ne!(a, b, "session handles are never reused");
     assert_eq!(
-        backend::get_session_info(b).unwrap().state,
+        { backend::get_session_info(b).unwrap().state },
         CKS_RO_PUBLIC_SESSION,
         "login not inherited"
     );

@@ -134,7 +134,7 @@ fn slot_ids_are_valid_right_after_initialize() {
         b"JPKI User Authentication"
     );
     let s = backend::open_session(SIGN_SLOT, CKF_SERIAL_SESSION).unwrap();
-    assert_eq!(backend::get_session_info(s).unwrap().slotID, SIGN_SLOT);
+    assert_eq!({ backend::get_session_info(s).unwrap().slotID }, SIGN_SLOT);
     assert_eq!(
         backend::get_slot_info(2).err(),
         Some(CkError::SlotIdInvalid)
@@ -151,19 +151,19 @@ fn a_login_does_not_outlive_the_sessions_of_its_card() {
     f.sys.insert(0, VirtualCard::in_memory_other());
     let b = backend::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
     assert_eq!(
-        backend::get_token_info(AUTH_SLOT).unwrap().ulSessionCount,
+        { backend::get_token_info(AUTH_SLOT).unwrap().ulSessionCount },
         1,
         "the dead session is not counted"
     );
     backend::login(b, CKU_USER, Some(b"1234")).unwrap();
     backend::close_session(b).unwrap();
     assert_eq!(
-        backend::get_token_info(AUTH_SLOT).unwrap().ulSessionCount,
+        { backend::get_token_info(AUTH_SLOT).unwrap().ulSessionCount },
         0
     );
     let c = backend::open_session(AUTH_SLOT, CKF_SERIAL_SESSION).unwrap();
     assert_eq!(
-        backend::get_session_info(c).unwrap().state,
+        { backend::get_session_info(c).unwrap().state },
         CKS_RO_PUBLIC_SESSION,
         "the login ended with its token's last live session"
     );
@@ -172,7 +172,7 @@ fn a_login_does_not_outlive_the_sessions_of_its_card() {
     backend::login(d, CKU_USER, Some(b"1234")).unwrap();
     backend::close_session(d).unwrap();
     assert_eq!(
-        backend::get_session_info(c).unwrap().state,
+        { backend::get_session_info(c).unwrap().state },
         CKS_RO_USER_FUNCTIONS
     );
     let info = backend::get_token_info(AUTH_SLOT).unwrap();
@@ -182,20 +182,8 @@ fn a_login_does_not_outlive_the_sessions_of_its_card() {
 /// A pinentry that announces it is asking (`<dir>/asking`) and answers `pin` only once
 /// `<dir>/go` exists.
 fn waiting_pinentry(dir: &std::path::Path, pin: &str) -> ConfigGuard {
-    use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).unwrap();
-    let script = dir.join("pinentry.sh");
-    let text = format!(
-        "#!/bin/sh\necho 'OK Pleased to meet you'\n\
-         while IFS= read -r line; do\n  case \"$line\" in\n    GETPIN)\n      \
-         touch '{d}/asking'\n      while [ ! -e '{d}/go' ]; do sleep 0.05; done\n      \
-         echo 'D {pin}'; echo OK ;;\n    BYE) echo OK; exit 0 ;;\n    *) echo OK ;;\n  \
-         esac\ndone\n",
-        d = dir.display(),
-    );
-    std::fs::write(&script, text).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = crate::pinentry::tests::scripted_waiting(dir, &format!("D {pin}\\nOK"));
     ConfigGuard::set(crate::config::Config {
         pinentry: Some(script),
         ..Default::default()
@@ -240,7 +228,7 @@ fn the_pinentry_prompt_holds_no_lock() {
     assert_eq!(login.join().unwrap(), Ok(()));
     assert_eq!(f.verifies_sent(), 2, "{:?}", f.log());
     assert_eq!(
-        backend::get_session_info(a).unwrap().state,
+        { backend::get_session_info(a).unwrap().state },
         CKS_RW_USER_FUNCTIONS
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -345,7 +333,7 @@ fn digests_are_offered_and_correct() {
         for (m, _) in &expected {
             assert!(mechs.contains(m), "slot {slot} lists {m:#x}");
             let info = backend::get_mechanism_info(slot, *m).unwrap();
-            assert_eq!(info.flags, CKF_DIGEST);
+            assert_eq!({ info.flags }, CKF_DIGEST);
         }
     }
     let h = f.session(AUTH_SLOT);

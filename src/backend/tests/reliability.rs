@@ -526,7 +526,7 @@ fn reliability_removal_between_verify_and_its_answer() {
         f.sys.insert_shared(0, f.card.clone());
         let h = f.session(op.slot());
         assert_eq!(
-            backend::get_session_info(h).unwrap().state,
+            { backend::get_session_info(h).unwrap().state },
             CKS_RW_PUBLIC_SESSION,
             "{op:?}: login not inherited by the reinserted card"
         );
@@ -610,11 +610,11 @@ fn reliability_a_different_card_inherits_nothing() {
     let a2 = f.session(AUTH_SLOT);
     let s2 = f.session(SIGN_SLOT);
     assert_eq!(
-        backend::get_session_info(a2).unwrap().state,
+        { backend::get_session_info(a2).unwrap().state },
         CKS_RW_PUBLIC_SESSION
     );
     assert_eq!(
-        backend::get_session_info(s2).unwrap().state,
+        { backend::get_session_info(s2).unwrap().state },
         CKS_RW_PUBLIC_SESSION
     );
     // No private key and no signature certificate without login.

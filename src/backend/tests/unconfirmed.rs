@@ -444,7 +444,7 @@ fn a_card_still_unlocked_after_power_off_is_an_error_not_an_assumption() {
     );
     assert_eq!(pin_verifies(&log).len(), 1, "{log:#?}");
     assert_eq!(
-        backend::get_session_info(a).unwrap().state,
+        { backend::get_session_info(a).unwrap().state },
         CKS_RW_PUBLIC_SESSION,
         "not logged in"
     );
