@@ -17,6 +17,7 @@
 //! Needs root (mmdebstrap's root mode, chroot, unshare), the Debian packages mmdebstrap, lintian,
 //! dpkg-dev and iproute2 (scripts/deps/deb-package.txt) and Debian's mirror. It fails, never
 //! skips, without them. Takes about two minutes after the release build.
+#![cfg(unix)] // Linux (Debian package, pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
