@@ -191,6 +191,15 @@ enum CardOp {
     Sign(Token, bool),
 }
 
+/// One login and one signature with the signature key, as the card sees them: the password at
+/// the login, and again right before the signature (the module never leaves the card unlocked
+/// between calls).
+const LOGIN_AND_SIGN: [CardOp; 3] = [
+    CardOp::Verify(Token::Sign, true),
+    CardOp::Verify(Token::Sign, true),
+    CardOp::Sign(Token::Sign, true),
+];
+
 /// The VERIFYs carrying a PIN and the signatures in the card's log, in order. The EF is named by
 /// P2 = 80|SFI or, with P2 = 80, by the `SELECT EF` before (PIN EFs 0018 and 001B, key EFs 0017
 /// and 001A). A VERIFY without data (reading the tries left) is not one.
@@ -238,6 +247,22 @@ fn module_log(work: &Work) -> String {
     std::fs::read_to_string(work.path("module.log")).unwrap_or_default()
 }
 
+/// Runs `cmd` (a JDK tool or one of the Java programs) with the module's log on, saying how long
+/// it took; panics with its output and the module's log unless it succeeded. Its output.
+fn run_logged(work: &Work, what: &str, cmd: &mut Command) -> String {
+    let start = Instant::now();
+    let out = run(cmd.env("JPKI_PKCS11_DEBUG", work.path("module.log")), b"");
+    eprintln!("{what}: {:?}", start.elapsed());
+    let t = text(&out);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{t}\nmodule log:\n{}",
+        out.status,
+        module_log(work)
+    );
+    t
+}
+
 /// The subject's CN of a card certificate.
 fn common_name(card: &VCard, cert: &str) -> String {
     apps::subject(card, cert)
@@ -254,18 +279,16 @@ fn keytool_lists_each_token_with_its_pin() {
     let work = Work::new(&card);
     for token in [Token::Sign, Token::Auth] {
         card.clear_log();
-        let start = Instant::now();
-        let list = run_ok(
+        let list = run_logged(
+            &work,
+            &format!("keytool -list {token:?}"),
             work.jdk("keytool")
                 .args(["-list", "-v", "-storetype", "PKCS11"])
                 .args(["-providerClass", "sun.security.pkcs11.SunPKCS11"])
                 .arg("-providerArg")
                 .arg(work.config(token))
-                .args(["-storepass", token.pin()])
-                .env("JPKI_PKCS11_DEBUG", work.path("module.log")),
-            b"",
+                .args(["-storepass", token.pin()]),
         );
-        eprintln!("keytool -list {token:?}: {:?}", start.elapsed());
         let alias = match token {
             Token::Auth => "User Authentication",
             Token::Sign => "Digital Signature",
@@ -330,37 +353,20 @@ fn jarsigner_signs_a_jar_verified_by_jarsigner_and_openssl() {
     std::fs::write(work.path("hello.txt"), "signed from Java\n").unwrap();
     run_ok(work.jdk("jar").args(["cf", "app.jar", "hello.txt"]), b"");
     card.clear_log();
-    let start = Instant::now();
-    let out = run(
+    let t = run_logged(
+        &work,
+        "jarsigner",
         work.jdk("jarsigner")
             .args(["-keystore", "NONE", "-storetype", "PKCS11"])
             .args(["-providerClass", "sun.security.pkcs11.SunPKCS11"])
             .arg("-providerArg")
             .arg(work.config(Token::Sign))
             .args(["-storepass", SIGN_PASSWORD])
-            .args(["-signedjar", "signed.jar", "app.jar", "Digital Signature"])
-            .env("JPKI_PKCS11_DEBUG", work.path("module.log")),
-        b"",
+            .args(["-signedjar", "signed.jar", "app.jar", "Digital Signature"]),
     );
-    eprintln!("jarsigner: {:?}", start.elapsed());
-    let t = text(&out);
-    assert!(
-        out.status.success() && t.contains("jar signed."),
-        "jarsigner failed:\n{t}\nmodule log:\n{}",
-        module_log(&work)
-    );
-    // One login, one signature: the password at the login, and again right before the
-    // signature (the module never leaves the card unlocked between calls).
-    assert_eq!(
-        card_ops(&card),
-        [
-            CardOp::Verify(Token::Sign, true),
-            CardOp::Verify(Token::Sign, true),
-            CardOp::Sign(Token::Sign, true)
-        ],
-        "{:?}",
-        card.log()
-    );
+    assert!(t.contains("jar signed."), "{t}");
+    // One login, one signature.
+    assert_eq!(card_ops(&card), LOGIN_AND_SIGN, "{:?}", card.log());
     assert_eq!(card.tries_left(), (3, 5));
 
     // jarsigner's own verification, trusting the card's signature CA.
@@ -468,14 +474,11 @@ fn sign_program(work: &Work, token: Token, out: &str, steps: &[&str]) -> String 
     let dir_s = dir.display().to_string();
     let mut args = vec![config.as_str(), token.pin(), msg.as_str(), dir_s.as_str()];
     args.extend_from_slice(steps);
-    let start = Instant::now();
-    let t = run_ok(
-        work.java("Sign", &args)
-            .env("JPKI_PKCS11_DEBUG", work.path("module.log")),
-        b"",
-    );
-    eprintln!("Sign {token:?} {steps:?}: {:?}", start.elapsed());
-    t
+    run_logged(
+        work,
+        &format!("Sign {token:?} {steps:?}"),
+        &mut work.java("Sign", &args),
+    )
 }
 
 #[test]
@@ -529,14 +532,9 @@ fn java_signature_with_both_keys_verified_by_openssl() {
     assert!(!work.path("sign/second.sig").exists());
     // Three logins, three signatures: each signature's password was presented at its login and
     // again right before it; the refused one sent nothing to the card.
-    let login_and_sign = [
-        CardOp::Verify(Token::Sign, true),
-        CardOp::Verify(Token::Sign, true),
-        CardOp::Sign(Token::Sign, true),
-    ];
     assert_eq!(
         card_ops(&card),
-        login_and_sign.repeat(3),
+        LOGIN_AND_SIGN.repeat(3),
         "{:?}",
         card.log()
     );
@@ -555,7 +553,7 @@ fn java_signature_with_both_keys_verified_by_openssl() {
         &["login", "again=SHA256withRSA"],
     );
     assert!(out.lines().any(|l| l == "signed again"), "{out}");
-    assert_eq!(card_ops(&card), login_and_sign, "{:?}", card.log());
+    assert_eq!(card_ops(&card), LOGIN_AND_SIGN, "{:?}", card.log());
     common::openssl_verify(&cert, &msg, &work.path("sign2/again.sig"), false);
 
     // The authentication key (not always-authenticate): any number of signatures per login,
@@ -669,9 +667,10 @@ fn pdf_signed_like_jsignpdf_is_valid_for_pdfsig_and_openssl() {
     let card = VCard::start();
     let work = Work::new(&card);
     card.clear_log();
-    let start = Instant::now();
-    let out = run(
-        work.java(
+    let t = run_logged(
+        &work,
+        "SignPdf",
+        &mut work.java(
             "SignPdf",
             &[
                 &work.config(Token::Sign).display().to_string(),
@@ -679,24 +678,12 @@ fn pdf_signed_like_jsignpdf_is_valid_for_pdfsig_and_openssl() {
                 &work.path_str("unsigned.pdf"),
                 &work.path_str("signed.pdf"),
             ],
-        )
-        .env("JPKI_PKCS11_DEBUG", work.path("module.log")),
-        b"",
+        ),
     );
-    eprintln!("SignPdf: {:?}", start.elapsed());
-    let t = text(&out);
-    assert!(
-        out.status.success() && t.contains("signed "),
-        "SignPdf:\n{t}\nmodule log:\n{}",
-        module_log(&work)
-    );
+    assert!(t.contains("signed "), "{t}");
     assert_eq!(
         card_ops(&card),
-        [
-            CardOp::Verify(Token::Sign, true),
-            CardOp::Verify(Token::Sign, true),
-            CardOp::Sign(Token::Sign, true)
-        ],
+        LOGIN_AND_SIGN,
         "one login, one signature: {:?}",
         card.log()
     );

@@ -2,38 +2,26 @@
 //! `pdfsig` with NSS trusting only the card's signature CA, and the CMS signature checked with
 //! OpenSSL, outside NSS and outside the module.
 
-use super::text;
+use super::run_ok;
 use std::path::Path;
 use std::process::Command;
-
-/// Runs `cmd` (see [`super::run`]); panics with its output, saying `what` failed, unless it
-/// succeeded. Returns stdout and stderr.
-fn run(what: &str, cmd: &mut Command) -> String {
-    let out = super::run(cmd, b"");
-    let t = text(&out);
-    assert!(out.status.success(), "{what} failed ({}):\n{t}", out.status);
-    t
-}
 
 /// pdfsig's report on `pdf`, with NSS (a database made in `dir`) trusting only the CA `ca_der`.
 pub fn pdfsig(dir: &Path, ca_der: &Path, pdf: &Path) -> String {
     let db = dir.join("pdfsig-db");
     std::fs::create_dir_all(&db).unwrap();
     let sql = format!("sql:{}", db.display());
-    run(
-        "certutil -N",
+    run_ok(
         Command::new("certutil").args(["-N", "--empty-password", "-d", &sql]),
+        b"",
     );
-    run(
-        "certutil -A",
+    run_ok(
         Command::new("certutil")
             .args(["-A", "-d", &sql, "-n", "JPKI sign CA", "-t", "CT,C,C", "-i"])
             .arg(ca_der),
+        b"",
     );
-    run(
-        "pdfsig",
-        Command::new("pdfsig").args(["-nssdir", &sql]).arg(pdf),
-    )
+    run_ok(Command::new("pdfsig").args(["-nssdir", &sql]).arg(pdf), b"")
 }
 
 /// Checks the PDF's CMS signature with OpenSSL (not NSS): the signed byte ranges, the chain to
@@ -74,17 +62,16 @@ pub fn openssl_verify_pdf(dir: &Path, pdf: &Path, cert_der: &Path, ca_der: &Path
     std::fs::write(&sig, &der).unwrap();
     std::fs::write(&content, &signed).unwrap();
     let ca_pem = dir.join("sign-ca.pem");
-    run(
-        "openssl x509 (CA to PEM)",
+    run_ok(
         Command::new("openssl")
             .args(["x509", "-inform", "DER", "-in"])
             .arg(ca_der)
             .arg("-out")
             .arg(&ca_pem),
+        b"",
     );
     let signer = dir.join("signer.pem");
-    let out = run(
-        "openssl cms -verify",
+    let out = run_ok(
         Command::new("openssl")
             .args([
                 "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any",
@@ -98,15 +85,16 @@ pub fn openssl_verify_pdf(dir: &Path, pdf: &Path, cert_der: &Path, ca_der: &Path
             .arg("-signer")
             .arg(&signer)
             .args(["-out", "/dev/null"]),
+        b"",
     );
     assert!(out.contains("Verification successful"), "{out}");
-    run(
-        "openssl x509 (signer)",
+    run_ok(
         Command::new("openssl")
             .args(["x509", "-outform", "DER", "-in"])
             .arg(&signer)
             .arg("-out")
             .arg(dir.join("signer.der")),
+        b"",
     );
     assert_eq!(
         std::fs::read(dir.join("signer.der")).unwrap(),
