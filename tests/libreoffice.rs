@@ -11,6 +11,7 @@
 //! Debian packages: scripts/deps/libreoffice.txt.
 #![cfg(unix)] // Linux (pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
+mod apps;
 mod common;
 
 use common::VCard;
@@ -240,106 +241,6 @@ fn subject_and_cn(cert_der: &Path) -> (String, String) {
     (subject, cn)
 }
 
-/// pdfsig's report, with NSS trusting only the card's signature CA.
-fn pdfsig(work: &Work, ca_der: &Path, pdf: &Path) -> String {
-    let db = work.path("pdfsig-db");
-    std::fs::create_dir_all(&db).unwrap();
-    let sql = format!("sql:{}", db.display());
-    run(
-        "certutil -N",
-        Command::new("certutil").args(["-N", "--empty-password", "-d", &sql]),
-    );
-    run(
-        "certutil -A",
-        Command::new("certutil")
-            .args(["-A", "-d", &sql, "-n", "JPKI sign CA", "-t", "CT,C,C", "-i"])
-            .arg(ca_der),
-    );
-    run(
-        "pdfsig",
-        Command::new("pdfsig").args(["-nssdir", &sql]).arg(pdf),
-    )
-}
-
-/// Checks the PDF's CMS signature with OpenSSL (not NSS): the signed byte ranges, the chain to
-/// the card's CA, and that the signer is the card's signature certificate.
-fn openssl_verify_pdf(work: &Work, pdf: &Path, cert_der: &Path, ca_der: &Path) {
-    let bytes = std::fs::read(pdf).unwrap();
-    let s = String::from_utf8_lossy(&bytes);
-    let at = s.find("/ByteRange").expect("the PDF has a /ByteRange");
-    let rest = &s[at..];
-    let open = rest.find('[').unwrap();
-    let close = rest.find(']').unwrap();
-    let r: Vec<usize> = rest[open + 1..close]
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect();
-    assert_eq!(r.len(), 4, "ByteRange {r:?}");
-    assert_eq!(r[0], 0, "the signature covers the start of the file");
-    assert_eq!(r[2] + r[3], bytes.len(), "and its end");
-    let mut signed = bytes[r[0]..r[0] + r[1]].to_vec();
-    signed.extend_from_slice(&bytes[r[2]..r[2] + r[3]]);
-    let hex = String::from_utf8_lossy(&bytes[r[0] + r[1]..r[2]]);
-    let hex = hex.trim().trim_start_matches('<').trim_end_matches('>');
-    let mut der: Vec<u8> = (0..hex.len() / 2)
-        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
-        .collect();
-    // /Contents is zero-padded after the CMS SEQUENCE; NSS writes it with an indefinite
-    // length (BER, ends with an end-of-contents), which OpenSSL reads up to its end.
-    assert_eq!(der[0], 0x30, "/Contents is a CMS SEQUENCE");
-    match der[1] {
-        0x82 => der.truncate(4 + ((der[2] as usize) << 8 | der[3] as usize)),
-        0x83 => {
-            der.truncate(5 + ((der[2] as usize) << 16 | (der[3] as usize) << 8 | der[4] as usize))
-        }
-        0x80 => {}
-        l => panic!("unexpected CMS length form {l:#x}"),
-    }
-    let (sig, content) = (work.path("sig.p7s"), work.path("signed.bin"));
-    std::fs::write(&sig, &der).unwrap();
-    std::fs::write(&content, &signed).unwrap();
-    let ca_pem = work.path("sign-ca.pem");
-    run(
-        "openssl x509 (CA to PEM)",
-        Command::new("openssl")
-            .args(["x509", "-inform", "DER", "-in"])
-            .arg(ca_der)
-            .arg("-out")
-            .arg(&ca_pem),
-    );
-    let signer = work.path("signer.pem");
-    let out = run(
-        "openssl cms -verify",
-        Command::new("openssl")
-            .args([
-                "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any",
-            ])
-            .arg("-in")
-            .arg(&sig)
-            .arg("-content")
-            .arg(&content)
-            .arg("-CAfile")
-            .arg(&ca_pem)
-            .arg("-signer")
-            .arg(&signer)
-            .args(["-out", "/dev/null"]),
-    );
-    assert!(out.contains("Verification successful"), "{out}");
-    run(
-        "openssl x509 (signer)",
-        Command::new("openssl")
-            .args(["x509", "-outform", "DER", "-in"])
-            .arg(&signer)
-            .arg("-out")
-            .arg(work.path("signer.der")),
-    );
-    assert_eq!(
-        std::fs::read(work.path("signer.der")).unwrap(),
-        std::fs::read(cert_der).unwrap(),
-        "the PDF is signed by the card's signature certificate"
-    );
-}
-
 fn is_verify_with_data(l: &str) -> bool {
     l.starts_with("0020") && l.contains('*')
 }
@@ -454,7 +355,7 @@ fn exports_a_pdf_signed_with_the_signature_key() {
     assert!(t.contains(&format!("with {subject}")), "{t}");
     assert!(pdf.exists(), "{t}");
 
-    let report = pdfsig(&work, &card.state_dir.join("sign-ca.crt"), &pdf);
+    let report = apps::pdf::pdfsig(&work.dir, &card.state_dir.join("sign-ca.crt"), &pdf);
     for want in [
         "Signature Validation: Signature is Valid.".to_string(),
         "Certificate Validation: Certificate is Trusted.".to_string(),
@@ -465,8 +366,8 @@ fn exports_a_pdf_signed_with_the_signature_key() {
     ] {
         assert!(report.contains(&want), "pdfsig: no {want:?}:\n{report}");
     }
-    openssl_verify_pdf(
-        &work,
+    apps::pdf::openssl_verify_pdf(
+        &work.dir,
         &pdf,
         &card.state_dir.join("sign.crt"),
         &card.state_dir.join("sign-ca.crt"),
@@ -508,8 +409,8 @@ fn convert_to_cannot_log_in_and_writes_no_pdf() {
     assert!(
         !outdir.join("contract.pdf").exists(),
         "--convert-to wrote a PDF although it cannot log in: pdfsig says\n{}",
-        pdfsig(
-            &work,
+        apps::pdf::pdfsig(
+            &work.dir,
             &card.state_dir.join("sign-ca.crt"),
             &outdir.join("contract.pdf")
         )

@@ -50,6 +50,10 @@ enum Purpose {
         always_authenticate: bool,
         /// The PIN given with that login, for this one signature.
         context_pin: Option<SecretBuf>,
+        /// This signature took the consent of the token's `C_Login(CKU_USER)`
+        /// (`BoundCard::take_login_consent`): without a per-signature login it may use the
+        /// login's PIN. The rule: `docs/security.md`, "Which signature a password allows".
+        login_consent: bool,
     },
     Verify,
 }
@@ -98,12 +102,13 @@ fn init(h: CK_SESSION_HANDLE, kind: Kind, m: &RawMechanism, o: CK_OBJECT_HANDLE)
             return Err(CkError::OperationActive);
         }
         let mech = mechanism::parse(m)?;
-        let (want, purpose) = match kind {
+        let (want, mut purpose) = match kind {
             Kind::Sign => (
                 ObjectKind::PrivateKey,
                 Purpose::Sign {
                     always_authenticate: entry.key == KeyPair::Sign,
                     context_pin: None,
+                    login_consent: false,
                 },
             ),
             Kind::Verify => (ObjectKind::PublicKey, Purpose::Verify),
@@ -114,6 +119,17 @@ fn init(h: CK_SESSION_HANDLE, kind: Kind, m: &RawMechanism, o: CK_OBJECT_HANDLE)
             return Err(CkError::MechanismInvalid);
         }
         let key = OpKey::of(&*load_cert(reader, entry.key, CertSource::KeyPair)?);
+        if let Purpose::Sign {
+            always_authenticate: true,
+            login_consent,
+            ..
+        } = &mut purpose
+        {
+            // Taken by the first signing operation after the login, whether or not it ends up
+            // using it (a per-signature login replaces it): one login, at most one signature
+            // without a per-signature login.
+            *login_consent = bound_card(reader)?.take_login_consent(entry.key);
+        }
         *active(session, kind) = Some(SignatureOp {
             purpose,
             mech,
@@ -185,7 +201,12 @@ fn finish_sign(entry: &SessionEntry, reader: &mut Reader, op: SignatureOp) -> Ck
         Purpose::Sign {
             always_authenticate: true,
             context_pin,
-        } => context_pin.ok_or(CkError::UserNotLoggedIn)?,
+            login_consent,
+        } => match context_pin {
+            Some(pin) => pin,
+            None if login_consent => held.clone(),
+            None => return Err(CkError::UserNotLoggedIn),
+        },
         _ => held.clone(),
     };
     match card.sign(key, &pin, mode, &input, sig_len) {

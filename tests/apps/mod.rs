@@ -3,6 +3,8 @@
 //! certificates as PEM, a throw-away TLS server (`openssl s_server`), free ports.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod pdf;
+
 use crate::common::VCard;
 use std::io::Write;
 use std::net::TcpListener;

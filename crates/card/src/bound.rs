@@ -35,6 +35,10 @@ struct TokenState {
     cert: Option<Arc<Cert>>,
     /// The issuing CA's certificate, once read.
     ca: Option<Arc<Cert>>,
+    /// The consent a login gives to one signature: set by [`BoundCard::login`], taken by the
+    /// next signing operation with the key ([`BoundCard::take_login_consent`]), cleared at
+    /// logout. See `docs/security.md`, "Which signature a password allows".
+    login_consent: bool,
 }
 
 /// The PIN a card last refused for one of its keys: a salted hash of it (see
@@ -159,8 +163,19 @@ impl BoundCard {
     /// and on success holds it for later transactions.
     pub fn login(&mut self, key: KeyPair, pin: SecretBuf) -> Result<(), Error> {
         self.verify_pin(key, &pin)?;
-        self.token_mut(key).pin = Some(pin);
+        let t = self.token_mut(key);
+        t.pin = Some(pin);
+        t.login_consent = true;
         Ok(())
+    }
+
+    /// Takes the consent of `key`'s login to one signature: true once after each successful
+    /// [`BoundCard::login`] (until [`BoundCard::logout`]), then false until the next login. The
+    /// signing operation that takes it may use the login's PIN without a per-signature login;
+    /// programs that never make one (Java's SunPKCS11) sign once per password typed.
+    pub fn take_login_consent(&mut self, key: KeyPair) -> bool {
+        let t = self.token_mut(key);
+        t.pin.is_some() && std::mem::take(&mut t.login_consent)
     }
 
     /// Runs `f` inside one transaction, after selecting the JPKI application. If `f` presented a
@@ -520,6 +535,7 @@ impl BoundCard {
         if key == KeyPair::Sign {
             t.cert = None;
         }
+        t.login_consent = false;
         t.pin.take().is_some()
     }
 

@@ -178,6 +178,19 @@ fn every_mechanism_signs_with_both_keys_and_verifies() {
         let h = f.session(slot);
         backend::login(h, CKU_USER, Some(pin)).unwrap();
         let key = private_key(h);
+        if slot == SIGN_SLOT {
+            // The login's consent to one signature (docs/security.md) is spent here, so that
+            // every case below needs its own per-signature login.
+            backend::sign_init(h, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+            let sig = backend::sign(h, b"consented").unwrap();
+            pubkey
+                .verify(
+                    Pkcs1v15Sign::new::<Sha256>(),
+                    &Sha256::digest(b"consented"),
+                    &sig,
+                )
+                .unwrap();
+        }
         let msg = b"message to sign";
         let cases: Vec<(RawMechanism, Vec<u8>)> = vec![
             (mech(CKM_RSA_PKCS), digest_info(msg)),
@@ -1069,6 +1082,76 @@ fn a_card_without_the_jpki_application_shows_no_token() {
     f.sys.remove(0);
     f.sys.insert(0, VirtualCard::in_memory());
     assert_eq!(backend::get_slot_list(true).unwrap(), vec![0, 1]);
+}
+
+/// Java's SunPKCS11 (JSignPdf, jarsigner) logs in with `CKU_USER` and signs with
+/// `C_SignInit`/`C_SignUpdate`/`C_SignFinal`, never with a per-signature login. The password typed
+/// for that login consents to one signature, the next one: no more (docs/security.md, "Which
+/// signature a password allows").
+#[test]
+fn a_login_consents_to_its_next_signature_and_no_other() {
+    let f = Fixture::new();
+    let sign_pub = public_key(f.card.lock().sign_cert());
+    let verify = |msg: &[u8], sig: &[u8]| {
+        sign_pub
+            .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig)
+            .expect("the signature verifies with the signature certificate")
+    };
+    let s = f.session(SIGN_SLOT);
+    let m = mech(CKM_SHA256_RSA_PKCS);
+    backend::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
+    let key = private_key(s);
+
+    // The next signature, multi-part as SunPKCS11 makes it: one VERIFY, with the login's PIN.
+    f.clear_log();
+    backend::sign_init(s, &m, key).unwrap();
+    backend::sign_update(s, b"META-INF/").unwrap();
+    backend::sign_update(s, b"MANIFEST.MF").unwrap();
+    verify(b"META-INF/MANIFEST.MF", &backend::sign_final(s).unwrap());
+    assert_eq!(f.verifies_sent(), 1);
+
+    // The one after it, in this or any other session, needs its own password.
+    let other = f.session(SIGN_SLOT);
+    for h in [s, other] {
+        backend::sign_init(h, &m, key).unwrap();
+        backend::sign_update(h, b"more").unwrap();
+        assert_eq!(backend::sign_final(h), Err(CkError::UserNotLoggedIn));
+        backend::sign_init(h, &m, key).unwrap();
+        assert_eq!(backend::sign(h, b"more"), Err(CkError::UserNotLoggedIn));
+    }
+    assert_eq!(f.verifies_sent(), 1, "nothing sent for a refused signature");
+    // Still logged in: a per-signature login signs.
+    backend::sign_init(s, &m, key).unwrap();
+    backend::login(s, CKU_CONTEXT_SPECIFIC, Some(b"JPKITEST1")).unwrap();
+    verify(b"more", &backend::sign(s, b"more").unwrap());
+
+    // A new login, a new consent; a signing operation started and abandoned spends it.
+    backend::logout(s).unwrap();
+    backend::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
+    backend::sign_init(s, &m, key).unwrap();
+    backend::sign_abort(s).unwrap();
+    backend::sign_init(s, &m, key).unwrap();
+    assert_eq!(backend::sign(s, b"x"), Err(CkError::UserNotLoggedIn));
+
+    // A program that makes the per-signature login (NSS, pkcs11-tool) spends it too: its next
+    // signature without one is refused.
+    backend::logout(s).unwrap();
+    backend::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
+    backend::sign_init(s, &m, key).unwrap();
+    backend::login(s, CKU_CONTEXT_SPECIFIC, Some(b"JPKITEST1")).unwrap();
+    verify(b"y", &backend::sign(s, b"y").unwrap());
+    backend::sign_init(s, &m, key).unwrap();
+    assert_eq!(backend::sign(s, b"y"), Err(CkError::UserNotLoggedIn));
+
+    // A logout takes back a consent not yet used.
+    backend::logout(s).unwrap();
+    backend::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
+    backend::logout(s).unwrap();
+    assert_eq!(
+        backend::sign_init(s, &m, key),
+        Err(CkError::UserNotLoggedIn)
+    );
+    assert_eq!(f.card.lock().tries_left(), (3, 5), "no try lost");
 }
 
 #[test]
