@@ -13,6 +13,7 @@
 //!
 //! Panics (never skips) when a program is missing: `scripts/install-deps.sh` installs the
 //! packages of `scripts/deps/java.txt`.
+#![cfg(unix)] // Linux (pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
 mod apps;
 mod common;
