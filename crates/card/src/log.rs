@@ -60,8 +60,9 @@ fn open(file: &LogFile) -> Option<Box<dyn Write + Send>> {
 
 /// The sink `configure` set (once per process).
 static SINK: OnceCell<Option<Sink>> = OnceCell::new();
-/// Warnings to stderr, for lines logged before `configure` (e.g. a `C_GetInterface` NSS calls
-/// before `C_Initialize`, for an interface the module does not have). It must not take the
+/// Warnings to stderr, for lines logged before `configure` (e.g. NSS's first `C_GetInterface`,
+/// before `C_Initialize`, asks for a fork-safe "PKCS 11" interface, which the module does not
+/// have: `CKR_ARGUMENTS_BAD`, logged; NSS then asks without the flag). It must not take the
 /// configured sink's place: that made `JPKI_PKCS11_DEBUG` and `[log]` do nothing under NSS.
 static EARLY: OnceCell<Option<Sink>> = OnceCell::new();
 
