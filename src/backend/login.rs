@@ -98,7 +98,20 @@ pub fn login(h: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: Option<&[u8]>) 
         let key = entry.key;
         // Again: the state may have changed while the pinentry was shown.
         login_allowed(entry, session, reader, user_type)?;
-        let pin = checked_pin(key, pin)?;
+        let pin = match checked_pin(key, pin) {
+            Ok(pin) => pin,
+            Err(err) => {
+                // A per-signature login refused for its format ends the signing operation too:
+                // NSS asks its callback again for as long as the answer is CKR_PIN_INCORRECT, and
+                // a callback that always gives the same password (poppler's pdfsig gives an
+                // empty one when no -kpw is given) would loop for ever; the next try gets
+                // CKR_OPERATION_NOT_INITIALIZED, which NSS does not retry.
+                if user_type == CKU_CONTEXT_SPECIFIC {
+                    session.sign = None;
+                }
+                return Err(err);
+            }
+        };
         let card = bound_card(reader)?;
         if card.tries(key) == Some(PinTries::Blocked) {
             return Err(CkError::PinLocked);

@@ -3,6 +3,7 @@
 //! certificates as PEM, a throw-away TLS server (`openssl s_server`), free ports.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod card;
 pub mod pdf;
 
 use crate::common::VCard;

@@ -58,7 +58,13 @@ fn open(file: &LogFile) -> Option<Box<dyn Write + Send>> {
     }
 }
 
+/// The sink `configure` set (once per process).
 static SINK: OnceCell<Option<Sink>> = OnceCell::new();
+/// Warnings to stderr, for lines logged before `configure` (e.g. NSS's first `C_GetInterface`,
+/// before `C_Initialize`, asks for a fork-safe "PKCS 11" interface, which the module does not
+/// have: `CKR_ARGUMENTS_BAD`, logged; NSS then asks without the flag). It must not take the
+/// configured sink's place: that made `JPKI_PKCS11_DEBUG` and `[log]` do nothing under NSS.
+static EARLY: OnceCell<Option<Sink>> = OnceCell::new();
 
 /// Sets how much the module logs, and where; the first call wins (the sink is set once per
 /// process). A log file that cannot be opened: said on stderr (warnings only), and stderr used.
@@ -86,10 +92,14 @@ fn make_sink(level: LogLevel, file: &LogFile) -> Option<Sink> {
     })
 }
 
-/// The sink: as configured, or warnings to stderr if nothing configured it first.
+/// The sink: as configured, or warnings to stderr until then.
 fn sink() -> Option<&'static Sink> {
-    SINK.get_or_init(|| make_sink(LogLevel::Warn, &LogFile::Stderr))
-        .as_ref()
+    match SINK.get() {
+        Some(configured) => configured.as_ref(),
+        None => EARLY
+            .get_or_init(|| make_sink(LogLevel::Warn, &LogFile::Stderr))
+            .as_ref(),
+    }
 }
 
 fn write(level: LogLevel, tag: &str, args: Arguments<'_>) {
@@ -122,4 +132,26 @@ pub fn error(args: Arguments<'_>) {
 /// Whether debug logging is on (to skip building expensive messages).
 pub fn enabled() -> bool {
     sink().is_some_and(|s| s.level >= LogLevel::Debug)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line logged before `configure` (NSS calls `C_GetInterface` first, and an interface the
+    /// module does not have is logged as an error) does not keep the configured log from
+    /// taking effect.
+    #[test]
+    fn a_line_logged_before_configure_does_not_block_the_configured_log() {
+        let path = std::env::temp_dir().join(format!("jpki-log-test-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        debug(format_args!("before configure"));
+        configure(LogLevel::Debug, &LogFile::Path(path.clone()));
+        debug(format_args!("after configure"));
+        assert!(enabled());
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        assert!(text.contains("after configure"), "{text:?}");
+        assert!(!text.contains("before configure"), "{text:?}");
+    }
 }

@@ -1042,6 +1042,55 @@ fn a_refused_pin_is_not_sent_again_and_a_failed_context_login_ends_the_signature
 }
 
 #[test]
+fn a_malformed_context_login_ends_the_signature_without_reaching_the_card() {
+    let f = Fixture::new();
+    let s = f.session(SIGN_SLOT);
+    backend::login(s, CKU_USER, Some(b"JPKITEST1")).unwrap();
+    let key = private_key(s);
+    backend::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    f.clear_log();
+    // An empty password (what NSS passes from a callback that has none, e.g. pdfsig without
+    // -kpw), then one too short: refused for their format, nothing sent, and the signing
+    // operation ends, so an application repeating the login gets an answer it does not retry.
+    assert_eq!(
+        backend::login(s, CKU_CONTEXT_SPECIFIC, Some(b"")),
+        Err(CkError::PinIncorrect)
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            backend::login(s, CKU_CONTEXT_SPECIFIC, Some(b"")),
+            Err(CkError::OperationNotInitialized)
+        );
+    }
+    assert_eq!(
+        backend::sign(s, b"x"),
+        Err(CkError::OperationNotInitialized)
+    );
+    backend::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    assert_eq!(
+        backend::login(s, CKU_CONTEXT_SPECIFIC, Some(b"JPK1")),
+        Err(CkError::PinIncorrect)
+    );
+    assert_eq!(
+        backend::sign(s, b"x"),
+        Err(CkError::OperationNotInitialized)
+    );
+    assert_eq!(f.verifies_sent(), 0, "{:?}", f.log());
+    assert_eq!(f.card.lock().tries_left().1, 5);
+    // The login's consent went to the first of these operations: a signature now needs its own
+    // per-signature login, which still works.
+    backend::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    assert_eq!(backend::sign(s, b"x"), Err(CkError::UserNotLoggedIn));
+    backend::sign_init(s, &mech(CKM_SHA256_RSA_PKCS), key).unwrap();
+    backend::login(s, CKU_CONTEXT_SPECIFIC, Some(b"JPKITEST1")).unwrap();
+    let sig = backend::sign(s, b"x").unwrap();
+    let pubkey = public_key(f.card.lock().sign_cert());
+    assert!(pubkey
+        .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(b"x"), &sig)
+        .is_ok());
+}
+
+#[test]
 fn a_card_without_the_jpki_application_shows_no_token() {
     use jpki_vcard::Fault;
     let f = Fixture::new();
