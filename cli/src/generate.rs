@@ -234,7 +234,10 @@ pub fn man_page() -> String {
             bold("$JPKI_PKCS11_CONF"),
         ])
         .text([roman(
-            "The module's configuration (logging, tokens shown, RSA-PSS, pinentry).",
+            "The module's configuration (logging, tokens shown, RSA-PSS, pinentry), applied in \
+             this order. On macOS the first two are /Library/Application Support/jpki-pkcs11/config.toml \
+             and ~/Library/Application Support/jpki-pkcs11/config.toml; on Windows \
+             %PROGRAMDATA%\\jpki-pkcs11\\config.toml and %APPDATA%\\jpki-pkcs11\\config.toml.",
         )]);
     tail.control("SH", ["SEE ALSO"]);
     let see_also = [
