@@ -5,7 +5,7 @@
 //!
 //! **The card is never left unlocked.** A VERIFY opens a key for every process on the machine
 //! until another application is selected or the card is unpowered (a warm reset may not be
-//! enough, **[uncertain]**). So [`BoundCard::run`] selects another application before it ends any
+//! enough, **\[uncertain\]**). So [`BoundCard::run`] selects another application before it ends any
 //! transaction that presented a PIN (or found the card unlocked); if that fails, it ends the
 //! transaction with the card unpowered (before any other process can reach it), then checks in
 //! a new transaction that the card is locked, and fails the call if it cannot. A login that
@@ -204,7 +204,7 @@ impl BoundCard {
     /// Last resort, when neither the ISD nor the 券面事項入力補助AP can be selected: the
     /// transaction ends with the card unpowered, inside it (issue 9, finding 9: "lock before
     /// releasing"; a warm reset after the transaction would leave a gap in which another process
-    /// could use the unlocked card, and may not even clear the security state, **[uncertain]**).
+    /// could use the unlocked card, and may not even clear the security state, **\[uncertain\]**).
     /// Then a new transaction confirms the card is locked ([`BoundCard::confirm_locked`]); if it
     /// cannot, the call fails with [`Error::NotLocked`] and the failure is logged.
     fn run_keyed<T>(
@@ -255,7 +255,7 @@ impl BoundCard {
     }
 
     /// After the card was unpowered: checks, in a new transaction, that it is locked. SELECT JPKI
-    /// (one `6F00` tolerated: **[uncertain]** the first command after power-up may get it), then
+    /// (one `6F00` tolerated: **\[uncertain\]** the first command after power-up may get it), then
     /// for the key whose PIN was presented (both if unknown) an empty VERIFY (costs no try) that
     /// must answer with a try counter, not `9000` ("verified"); for the signature key, also a
     /// READ BINARY of its certificate, which the card answers `6982` while that key is locked.

@@ -136,7 +136,7 @@ pub fn normalize_new_pin(key: KeyPair, pin: &[u8]) -> Result<Vec<u8>, PinFormat>
 pub enum PinTries {
     Left(u8),
     Blocked,
-    /// **[uncertain]** The empty VERIFY answered `9000`: the PIN is verified on the card (the
+    /// **\[uncertain\]** The empty VERIFY answered `9000`: the PIN is verified on the card (the
     /// card was unlocked, by another program) and the card does not say how many tries are
     /// left. Reported for some cards by one library; the module locks the card again at once.
     Unknown,
@@ -156,9 +156,9 @@ impl PinTries {
 /// Whether to use the short-EF-identifier forms (`READ BINARY P1=80|SFI`, `VERIFY P2=80|SFI`,
 /// `COMPUTE DIGITAL SIGNATURE P2=80|SFI`), which save the `SELECT EF` before each command.
 /// The reference says the card accepts them, but only signing in that form is reported working
-/// on a real card **[uncertain]**; most clients select first. So the module tries each kind,
+/// on a real card **\[uncertain\]**; most clients select first. So the module tries each kind,
 /// and falls back to `SELECT` + `P2=80` for good, for that kind, on the first answer to it that
-/// is neither success nor a security status ([`short_form_taken`]): a card that does not know a
+/// is neither success nor a security status (`short_form_taken`): a card that does not know a
 /// form may answer `6A86`, `6A82`, `6981`, `6986`, `6700`, `6A87`, or anything else.
 ///
 /// A PIN is presented in the short form for a key only once an empty VERIFY in that form, for
@@ -206,7 +206,7 @@ fn short_form_taken(sw: u16) -> bool {
 }
 
 /// Selects the JPKI application. `6A82`/`6A86` mean this is not a My Number Card.
-/// **[uncertain]** One report says the first command after power-up answered `6F00`: that
+/// **\[uncertain\]** One report says the first command after power-up answered `6F00`: that
 /// answer is tolerated once (the SELECT is sent again), never more.
 pub fn select_jpki(x: &mut Exchange<'_>) -> Result<(), Error> {
     let select = command(0, 0xA4, 0x04, 0x0C, &JPKI_AID, None);
@@ -373,7 +373,7 @@ pub fn read_head(
 
 /// Asks the card how many tries the PIN of `key` has left. The empty VERIFY costs no try.
 ///
-/// **[uncertain]** An empty VERIFY answered `9000` (some cards, once the PIN is verified) means
+/// **\[uncertain\]** An empty VERIFY answered `9000` (some cards, once the PIN is verified) means
 /// "unlocked, tries unknown": [`PinTries::Unknown`], and the exchange is marked as having
 /// unlocked the card (`pin_presented`), so that the transaction ends by locking it again.
 pub fn pin_tries(x: &mut Exchange<'_>, key: KeyPair, sfi: &mut Sfi) -> Result<PinTries, Error> {

@@ -71,7 +71,7 @@ pub trait Transaction {
     /// Ends the transaction with the card unpowered: the card is powered down (and up again)
     /// *before* the lock is released (PC/SC: `SCardEndTransaction(SCARD_UNPOWER_CARD)`), so no
     /// other process can talk to it between the last command and the power-off. A power-off
-    /// clears every security state of the card; a warm reset may not (**[uncertain]**, one
+    /// clears every security state of the card; a warm reset may not (**\[uncertain\]**, one
     /// report). Last resort, when the card cannot be locked by leaving the JPKI application.
     ///
     /// A transport that cannot do this answers an error (the default); the caller then unpowers

@@ -16,7 +16,7 @@
 //!   VERIFY, including the empty one.
 //! - ISO commands take `CLA 00`, COMPUTE DIGITAL SIGNATURE takes `CLA 80`; the other CLA of the
 //!   two → `6E00`.
-//! - The reference's **[uncertain]** behaviours of the real card are fault modes, off by default
+//! - The reference's **\[uncertain\]** behaviours of the real card are fault modes, off by default
 //!   ([`Fault::ShortForm`], [`Fault::WarmResetKeepsState`], [`Fault::PowerUp6F00`],
 //!   [`Fault::EmptyVerify9000`]): by default a warm reset clears the security state, the first
 //!   command after power-up is processed, and an empty VERIFY always answers `63Cx`.
@@ -175,7 +175,7 @@ pub struct VirtualCard {
 }
 
 /// How the card answers the PSS signing modes (P1 04 and 05). A real card's PSS support is
-/// [uncertain] in the reference; these let tests show the module fails safe.
+/// \[uncertain\] in the reference; these let tests show the module fails safe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PssBehaviour {
     /// RSASSA-PSS, MGF1-SHA-256, salt 32.

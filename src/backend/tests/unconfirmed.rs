@@ -1,4 +1,4 @@
-//! The real card's behaviours that no public source confirms (`jpki-card.md`, **[uncertain]**),
+//! The real card's behaviours that no public source confirms (`jpki-card.md`, **\[uncertain\]**),
 //! each as a mode of the virtual card ([`Fault`]), and the module's fail-safe answer to it, in
 //! this process through [`jpki_card::inproc::InProcSystem`] (`tests/card_modes.rs` runs the
 //! PC/SC side through the real pcscd):
