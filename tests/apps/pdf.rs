@@ -1,8 +1,9 @@
-//! Checks of a signed PDF shared by the tests that sign one (LibreOffice, Java): poppler's
+//! Checks of a signed PDF shared by the tests that sign one (LibreOffice, Java, pdfsig): poppler's
 //! `pdfsig` with NSS trusting only the card's signature CA, and the CMS signature checked with
 //! OpenSSL, outside NSS and outside the module.
 
 use super::run_ok;
+use crate::common::VCard;
 use std::path::Path;
 use std::process::Command;
 
@@ -22,6 +23,29 @@ pub fn pdfsig(dir: &Path, ca_der: &Path, pdf: &Path) -> String {
         b"",
     );
     run_ok(Command::new("pdfsig").args(["-nssdir", &sql]).arg(pdf), b"")
+}
+
+/// Checks that `pdf` carries a valid SHA-256 signature over the whole document by `card`'s
+/// signature key, whose certificate has the common name `cn`: pdfsig trusting only the card's
+/// signature CA reports each line of the shared list and of `extra`, and OpenSSL verifies the
+/// CMS signature ([`openssl_verify_pdf`]). Work files go to `dir`.
+pub fn check_signed_by_card(dir: &Path, card: &VCard, pdf: &Path, cn: &str, extra: &[String]) {
+    let ca = card.state_dir.join("sign-ca.crt");
+    let report = pdfsig(dir, &ca, pdf);
+    let shared = [
+        "Signature Validation: Signature is Valid.".to_string(),
+        "Certificate Validation: Certificate is Trusted.".to_string(),
+        format!("Signer Certificate Common Name: {cn}"),
+        "Signing Hash Algorithm: SHA-256".to_string(),
+        "Total document signed".to_string(),
+    ];
+    for want in shared.iter().chain(extra) {
+        assert!(
+            report.contains(want.as_str()),
+            "pdfsig: no {want:?}:\n{report}"
+        );
+    }
+    openssl_verify_pdf(dir, pdf, &card.state_dir.join("sign.crt"), &ca);
 }
 
 /// Checks the PDF's CMS signature with OpenSSL (not NSS): the signed byte ranges, the chain to
