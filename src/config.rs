@@ -39,6 +39,10 @@ pub(crate) struct Config {
     /// `pinentry`: a GnuPG pinentry program; when set, the tokens advertise
     /// `CKF_PROTECTED_AUTHENTICATION_PATH` and `C_Login` with a NULL PIN asks through it.
     pub pinentry: Option<PathBuf>,
+    /// `signing_programs`: the programs (executable names, see [`program_name`]) for which the
+    /// signature token does not claim the public-certificates profile, so that NSS logs in (asks
+    /// for the signature password) to look for the signature certificate. Default: Thunderbird.
+    pub signing_programs: Vec<String>,
     /// Files that were read (for the log).
     pub sources: Vec<PathBuf>,
     /// What was wrong with them, one message each (never contains a PIN: the file has none).
@@ -54,6 +58,10 @@ impl Default for Config {
             expose_sign: true,
             pss: true,
             pinentry: None,
+            signing_programs: DEFAULT_SIGNING_PROGRAMS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
             sources: Vec::new(),
             problems: Vec::new(),
         }
@@ -67,6 +75,20 @@ impl Config {
             KeyPair::Auth => self.expose_auth,
             KeyPair::Sign => self.expose_sign,
         }
+    }
+
+    /// Whether the program `exe` (a path or a file name) is one of `signing_programs`: then the
+    /// signature token is not a public-certificates token for it (docs/configuration.md).
+    pub(crate) fn is_signing_program(&self, exe: &str) -> bool {
+        let name = program_name(exe);
+        !name.is_empty() && self.signing_programs.iter().any(|p| *p == name)
+    }
+
+    /// Whether the program this module runs in is one of `signing_programs`.
+    pub(crate) fn in_signing_program(&self) -> bool {
+        CURRENT_PROGRAM
+            .as_deref()
+            .is_some_and(|exe| self.is_signing_program(exe))
     }
 
     /// The configuration files of this platform, in the order they are applied.
@@ -146,6 +168,31 @@ impl Config {
                         } else {
                             "an absolute path, e.g. \"/usr/bin/pinentry\""
                         },
+                    ),
+                },
+                "signing_programs" => match value.as_array().and_then(|a| {
+                    a.iter()
+                        .map(|v| v.as_str().map(program_name))
+                        .collect::<Option<Vec<String>>>()
+                }) {
+                    Some(names) => {
+                        self.signing_programs = Vec::new();
+                        for name in names {
+                            if BROWSERS.contains(&name.as_str()) {
+                                self.problems.push(format!(
+                                    "{src}: `signing_programs`: \"{name}\" is a web browser, ignored \
+                                     (it would ask for the signature password to list certificates \
+                                     for TLS client authentication)"
+                                ));
+                            } else if !name.is_empty() && !self.signing_programs.contains(&name) {
+                                self.signing_programs.push(name);
+                            }
+                        }
+                    }
+                    None => self.bad(
+                        &src,
+                        "signing_programs",
+                        "a list of program names, e.g. [\"thunderbird\"]",
                     ),
                 },
                 other => self
@@ -236,6 +283,45 @@ pub fn paths_for(
     paths
 }
 
+/// `signing_programs`' default: the NSS programs that sign with the signature key and look for
+/// its certificate before they log in (docs/design/nss-friendly-tokens.md).
+pub(crate) const DEFAULT_SIGNING_PROGRAMS: [&str; 2] = ["thunderbird", "betterbird"];
+
+/// Web browsers (as [`program_name`]s) that `signing_programs` never takes: for a browser, the
+/// signature token must stay a public-certificates token, or NSS asks for the signature password
+/// whenever a site asks for a client certificate.
+const BROWSERS: [&str; 12] = [
+    "firefox",
+    "firefox-esr",
+    "librewolf",
+    "floorp",
+    "waterfox",
+    "iceweasel",
+    "chromium",
+    "chromium-browser",
+    "chrome",
+    "google-chrome",
+    "msedge",
+    "brave",
+];
+
+/// A program's name as `signing_programs` compares it: the file name of `exe` (a path or a
+/// name), lower case, without a Windows `.exe` and without the `-bin` of Mozilla's Linux
+/// binaries (`/usr/lib/thunderbird/thunderbird-bin`, `thunderbird.exe`, `Thunderbird` →
+/// `thunderbird`).
+pub(crate) fn program_name(exe: &str) -> String {
+    let file = exe.rsplit(['/', '\\']).next().unwrap_or(exe).to_lowercase();
+    let file = file.strip_suffix(".exe").unwrap_or(&file);
+    file.strip_suffix("-bin").unwrap_or(file).to_string()
+}
+
+/// The path of the executable this module was loaded into, if the system says.
+static CURRENT_PROGRAM: Lazy<Option<String>> = Lazy::new(|| {
+    std::env::current_exe()
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+});
+
 /// `["auth", "sign"]` → which tokens are shown.
 fn token_list(value: &toml::Value) -> Option<(bool, bool)> {
     let list = value.as_array()?;
@@ -280,12 +366,21 @@ pub(crate) fn start_logging() {
         }
         if !cfg.sources.is_empty() {
             jpki_card::log::debug(format_args!(
-                "configuration read from {:?}: tokens auth={} sign={}, pss={}, pinentry={}",
+                "configuration read from {:?}: tokens auth={} sign={}, pss={}, pinentry={}, \
+                 signing_programs={:?}",
                 cfg.sources,
                 cfg.expose_auth,
                 cfg.expose_sign,
                 cfg.pss,
-                cfg.pinentry.is_some()
+                cfg.pinentry.is_some(),
+                cfg.signing_programs
+            ));
+        }
+        if cfg.in_signing_program() {
+            jpki_card::log::info(format_args!(
+                "{}: a signing program (signing_programs): the signature token is not a \
+                 public-certificates token here, its certificate is found after login",
+                program_name(CURRENT_PROGRAM.as_deref().unwrap_or(""))
             ));
         }
     });
@@ -454,6 +549,51 @@ mod tests {
         ] {
             assert!(all.contains(want), "no {want:?} in:\n{all}");
         }
+    }
+
+    #[test]
+    fn signing_programs_by_executable_name() {
+        let cfg = Config::default();
+        assert_eq!(cfg.signing_programs, ["thunderbird", "betterbird"]);
+        for exe in [
+            "/usr/lib/thunderbird/thunderbird",
+            "/usr/lib/thunderbird/thunderbird-bin",
+            "/Applications/Thunderbird.app/Contents/MacOS/thunderbird",
+            "C:\\Program Files\\Mozilla Thunderbird\\thunderbird.exe",
+            "Betterbird.EXE",
+        ] {
+            assert!(cfg.is_signing_program(exe), "{exe}");
+        }
+        for exe in [
+            "/usr/lib/firefox-esr/firefox-esr",
+            "/usr/lib/chromium/chromium",
+            "/usr/bin/thunderbird-helper",
+            "/opt/thunderbird/",
+            "",
+        ] {
+            assert!(!cfg.is_signing_program(exe), "{exe}");
+        }
+        // A list replaces the default; browsers are refused with a message, duplicates and
+        // case do not matter.
+        let cfg = applied(&[
+            "signing_programs = [\"xmlsec-sign\", \"Firefox\", \"chromium\", \"XMLSEC-SIGN.exe\"]",
+        ]);
+        assert_eq!(cfg.signing_programs, ["xmlsec-sign"]);
+        assert_eq!(cfg.problems.len(), 2, "{:?}", cfg.problems);
+        assert!(cfg.problems[0].contains("\"firefox\" is a web browser, ignored"));
+        assert!(cfg.is_signing_program("/home/me/bin/xmlsec-sign"));
+        assert!(!cfg.is_signing_program("/usr/bin/thunderbird"));
+        assert!(!cfg.is_signing_program("/usr/bin/firefox"));
+        // An empty list: no signing program at all. A bad value keeps the default.
+        assert!(applied(&["signing_programs = []"])
+            .signing_programs
+            .is_empty());
+        let cfg = applied(&["signing_programs = \"thunderbird\""]);
+        assert_eq!(cfg.signing_programs, ["thunderbird", "betterbird"]);
+        assert_eq!(cfg.problems.len(), 1);
+        let cfg = applied(&["signing_programs = [\"a\", 1]"]);
+        assert_eq!(cfg.signing_programs, ["thunderbird", "betterbird"]);
+        assert_eq!(cfg.problems.len(), 1);
     }
 
     #[test]

@@ -6,12 +6,14 @@
 //! | 2 | public key (public) | | 12 | public key (after login) |
 //! | 3 | private key (after login) | | 13 | private key (after login, always-authenticate) |
 //! | 4 | CA certificate | | 14 | CA certificate |
-//! | 5 | profile: public-certificates token | | 15 | profile: public-certificates token |
+//! | 5 | profile: public-certificates token | | 15 | profile: public-certificates token (authentication token in a signing program) |
 //!
 //! Both tokens say they are public-certificates tokens, so that NSS (Firefox) lists certificates
 //! without asking for a PIN first. For the signature token this means Firefox never sees the
 //! signature certificate without the password, and never asks for the 5-try password during TLS
-//! client authentication.
+//! client authentication. In the programs of the configuration's `signing_programs` (Thunderbird
+//! by default) the signature token is an authentication token instead ([`profile_id`]): NSS then
+//! logs in to it to look for certificates, and finds the signature certificate.
 
 use crate::backend::AttrValue;
 use crate::error::CkResult;
@@ -122,6 +124,18 @@ pub fn label(key: KeyPair, obj: ObjectKind) -> &'static str {
     }
 }
 
+/// The token's profile (`CKA_PROFILE_ID`): a public-certificates token, so that NSS lists
+/// certificates without logging in — except the signature token in a signing program
+/// (`signing_programs`), where it is an authentication token, so that NSS logs in (asks for the
+/// signature password) to find the signature certificate, which is private.
+pub fn profile_id(key: KeyPair, signing_program: bool) -> CK_ULONG {
+    if key == KeyPair::Sign && signing_program {
+        CKP_AUTHENTICATION_TOKEN
+    } else {
+        CKP_PUBLIC_CERTIFICATES_TOKEN
+    }
+}
+
 fn b(v: bool) -> AttrValue {
     AttrValue::Value(vec![v as CK_BBOOL])
 }
@@ -145,7 +159,9 @@ pub fn static_attr(key: KeyPair, obj: ObjectKind, ty: CK_ATTRIBUTE_TYPE) -> Opti
         CKA_MODIFIABLE | CKA_COPYABLE | CKA_DESTROYABLE => b(false),
         CKA_LABEL => bytes(label(key, obj).as_bytes()),
         CKA_UNIQUE_ID => bytes(format!("{}", obj.handle(key)).as_bytes()),
-        CKA_PROFILE_ID if obj == ObjectKind::Profile => ul(CKP_PUBLIC_CERTIFICATES_TOKEN),
+        CKA_PROFILE_ID if obj == ObjectKind::Profile => {
+            ul(profile_id(key, crate::config::get().in_signing_program()))
+        }
         CKA_ID if obj != ObjectKind::Profile => bytes(&id(key, obj)),
         // Certificates.
         CKA_CERTIFICATE_TYPE if is_cert => ul(CKC_X_509),

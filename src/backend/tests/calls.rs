@@ -166,6 +166,55 @@ fn objects_before_and_after_login() {
     assert!(find(a, vec![(CKA_CLASS, CKO_DATA.to_ne_bytes().to_vec())]).is_empty());
 }
 
+/// `CKA_PROFILE_ID` of the profile object found by NSS's own search (`pk11_ReadProfileList`:
+/// `CKA_TOKEN` true, `CKA_CLASS` `CKO_PROFILE`), before any login.
+fn profile_of(session: CK_SESSION_HANDLE) -> CK_ULONG {
+    let found = find(
+        session,
+        vec![
+            (CKA_TOKEN, vec![1]),
+            (CKA_CLASS, CKO_PROFILE.to_ne_bytes().to_vec()),
+        ],
+    );
+    assert_eq!(found.len(), 1);
+    let v = backend::get_attribute_value(session, found[0], &[CKA_PROFILE_ID]).unwrap();
+    let AttrValue::Value(bytes) = &v[0] else {
+        panic!("CKA_PROFILE_ID: {:?}", v[0])
+    };
+    CK_ULONG::from_ne_bytes(bytes.as_slice().try_into().unwrap())
+}
+
+/// In a program of `signing_programs` (Thunderbird by default) the signature token is an
+/// authentication token, so that NSS logs in to look for its certificate; the authentication
+/// token stays a public-certificates token, and everywhere else both are (Firefox never asks for
+/// the signature password to list certificates).
+#[test]
+fn signing_programs_make_the_signature_token_an_authentication_token() {
+    let this = std::env::current_exe().unwrap();
+    let this = crate::config::program_name(&this.to_string_lossy());
+    for (programs, sign_profile) in [
+        (vec![], CKP_PUBLIC_CERTIFICATES_TOKEN),
+        (
+            vec!["thunderbird".to_string()],
+            CKP_PUBLIC_CERTIFICATES_TOKEN,
+        ),
+        (vec![this.clone()], CKP_AUTHENTICATION_TOKEN),
+    ] {
+        let _cfg = ConfigGuard::set(crate::config::Config {
+            signing_programs: programs.clone(),
+            ..Default::default()
+        });
+        let f = Fixture::new();
+        let a = f.session(AUTH_SLOT);
+        let s = f.session(SIGN_SLOT);
+        assert_eq!(profile_of(a), CKP_PUBLIC_CERTIFICATES_TOKEN, "{programs:?}");
+        assert_eq!(profile_of(s), sign_profile, "{programs:?}");
+        // Still no signature certificate without the password.
+        assert_eq!(classes(s), vec![CKO_CERTIFICATE, CKO_PROFILE]);
+        assert!(f.log().iter().all(|l| !l.starts_with("0020")), "no VERIFY");
+    }
+}
+
 #[test]
 fn every_mechanism_signs_with_both_keys_and_verifies() {
     let f = Fixture::new();
