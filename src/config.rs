@@ -81,7 +81,7 @@ impl Config {
     /// signature token is not a public-certificates token for it (docs/configuration.md).
     pub(crate) fn is_signing_program(&self, exe: &str) -> bool {
         let name = program_name(exe);
-        !name.is_empty() && self.signing_programs.iter().any(|p| *p == name)
+        !name.is_empty() && self.signing_programs.contains(&name)
     }
 
     /// Whether the program this module runs in is one of `signing_programs`.
