@@ -30,11 +30,11 @@ mod common;
 mod nss_common;
 
 use apps::card::{card_ops, common_name, CardOp, Token, AUTH_PIN};
+use apps::x11::{Display, Proc};
 use common::VCard;
 use nss_common::{check_signature_key_untouched, Pki, TempDir, Tls, SERVER_CA_NAME};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The title of the page the servers serve: Chromium's window is named after it once loaded.
@@ -42,82 +42,6 @@ const PAGE_TITLE: &str = "JPKI client authentication OK";
 
 /// The title of Chromium's PIN dialog (English UI).
 const PIN_DIALOG: &str = "Unlock Security Device";
-
-/// A child process killed (and reaped) on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A virtual X display (Xvfb) on a display number it picks itself.
-struct Display {
-    _xvfb: Proc,
-    name: String,
-}
-
-impl Display {
-    fn start() -> Display {
-        let mut child = Command::new("Xvfb")
-            .args(["-displayfd", "1", "-nolisten", "tcp", "-screen", "0"])
-            .arg("1280x1024x24")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run Xvfb ({e}): install scripts/deps/chromium.txt"));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let number: u32 = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("Xvfb did not say its display: {line:?}"));
-        Display {
-            _xvfb: Proc(child),
-            name: format!(":{number}"),
-        }
-    }
-
-    /// `xdotool ARGS` on this display, feeding it `stdin`; its output.
-    fn xdotool(&self, args: &[&str], stdin: &[u8]) -> std::process::Output {
-        apps::run(
-            Command::new("xdotool")
-                .args(args)
-                .env("DISPLAY", &self.name),
-            stdin,
-        )
-    }
-
-    /// The id of the first window named `name`, if there is one.
-    fn window(&self, name: &str) -> Option<String> {
-        let out = self.xdotool(&["search", "--name", name], b"");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .map(str::to_string)
-    }
-
-    /// Waits (up to 60 s) for a window named `name`; its id. Panics with `why()` otherwise.
-    fn wait_window(&self, name: &str, why: impl Fn() -> String) -> String {
-        let start = Instant::now();
-        loop {
-            if let Some(w) = self.window(name) {
-                return w;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "no window {name:?} after 60 s\n{}",
-                why()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
 
 /// The managed policy file that lets Chromium choose the card's certificate for `urls` without
 /// asking. Removed on drop.

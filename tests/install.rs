@@ -1,5 +1,5 @@
 //! `make install` / `make uninstall` into a temporary DESTDIR, p11-kit reading a user
-//! configuration in a temporary HOME, and `jpki register|unregister firefox|nss|p11-kit`.
+//! configuration in a temporary HOME, and `jpki register|unregister firefox|thunderbird|nss|p11-kit`.
 //! Installs the debug build (`PROFILE=debug`) that `cargo test` just made: nothing is rebuilt.
 #![cfg(unix)] // Linux (pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
@@ -302,12 +302,20 @@ fn nss_entries(db: &Path) -> usize {
 }
 
 #[test]
-fn register_firefox_and_nss_idempotently() {
+fn register_firefox_thunderbird_and_nss_idempotently() {
     let dir = TempDir(tmp("register"));
     let home = dir.0.join("home");
     let ff = home.join(".mozilla/firefox");
     let p1 = ff.join("abcd1234.default-esr");
     let p2 = dir.0.join("elsewhere/profile2");
+    let tb = home.join(".thunderbird");
+    let p3 = tb.join("wxyz5678.default-esr");
+    std::fs::create_dir_all(&p3).unwrap();
+    std::fs::write(
+        tb.join("profiles.ini"),
+        "[Profile0]\nName=default-esr\nIsRelative=1\nPath=wxyz5678.default-esr\nDefault=1\n",
+    )
+    .unwrap();
     std::fs::create_dir_all(&p1).unwrap();
     std::fs::create_dir_all(&p2).unwrap();
     std::fs::write(
@@ -332,10 +340,11 @@ fn register_firefox_and_nss_idempotently() {
     let so_s = so.to_str().unwrap();
     for _ in 0..2 {
         jpki(&["register", "firefox", "--module", so_s]);
+        jpki(&["register", "thunderbird", "--module", so_s]);
         jpki(&["register", "nss", "--module", so_s]);
     }
     let nssdb = home.join(".pki/nssdb");
-    for db in [&p1, &p2, &nssdb] {
+    for db in [&p1, &p2, &p3, &nssdb] {
         assert_eq!(nss_entries(db), 1, "step: one entry in {}", db.display());
         let list = run(
             Command::new("modutil")
@@ -353,9 +362,10 @@ fn register_firefox_and_nss_idempotently() {
     }
     for _ in 0..2 {
         jpki(&["unregister", "firefox"]);
+        jpki(&["unregister", "thunderbird"]);
         jpki(&["unregister", "nss"]);
     }
-    for db in [&p1, &p2, &nssdb] {
+    for db in [&p1, &p2, &p3, &nssdb] {
         assert_eq!(nss_entries(db), 0, "step: removed from {}", db.display());
     }
     // No Firefox profile: a clear message.
@@ -368,4 +378,11 @@ fn register_firefox_and_nss_idempotently() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no Firefox profile found"));
+    let out = Command::new(common::jpki_bin())
+        .args(["register", "thunderbird", "--module", so_s])
+        .env("HOME", &empty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no Thunderbird profile found"));
 }

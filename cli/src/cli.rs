@@ -234,7 +234,9 @@ pub struct PinChangeArgs {
 pub enum Target {
     /// Every Firefox profile of the user (also Snap and Flatpak), with modutil
     Firefox,
-    /// ~/.pki/nssdb, shared by Chromium, Chrome, LibreOffice and Thunderbird, with modutil
+    /// Every Thunderbird profile of the user (also Snap and Flatpak), with modutil
+    Thunderbird,
+    /// ~/.pki/nssdb, shared by Chromium, Chrome and LibreOffice, with modutil
     Nss,
     /// The user's p11-kit configuration ~/.config/pkcs11/modules/jpki.module
     #[value(name = "p11-kit")]
@@ -242,16 +244,17 @@ pub enum Target {
 }
 
 const REGISTER_LONG: &str = "\
-Adds the PKCS#11 module to every Firefox profile of the user (firefox), to ~/.pki/nssdb used by
-Chromium, LibreOffice and Thunderbird (nss; both with modutil, module name \"JPKI My Number
-Card\"; close Firefox first), or to the user's p11-kit configuration
+Adds the PKCS#11 module to every Firefox profile of the user (firefox), to every Thunderbird
+profile (thunderbird), to ~/.pki/nssdb used by Chromium and LibreOffice (nss; all three with
+modutil, module name \"JPKI My Number Card\"; close Firefox or Thunderbird first), or to the
+user's p11-kit configuration
 ~/.config/pkcs11/modules/jpki.module (p11-kit). Doing it twice changes nothing. An NSS database
 that does not exist yet is created (empty password).";
 
 #[derive(Args, Debug)]
 #[command(
     args_override_self = true,
-    about = "Add the PKCS#11 module to Firefox, the shared NSS database or p11-kit",
+    about = "Add the PKCS#11 module to Firefox, Thunderbird, the shared NSS database or p11-kit",
     long_about = REGISTER_LONG
 )]
 pub struct RegisterArgs {

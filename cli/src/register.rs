@@ -1,11 +1,12 @@
-//! `jpki register firefox|nss|p11-kit` and `jpki unregister ...`: adds the PKCS#11 module to
-//! the user's Firefox profiles, to the shared NSS database `~/.pki/nssdb` (Chromium,
-//! LibreOffice, Thunderbird), or to the user's p11-kit configuration. Idempotent, like OpenSC's
+//! `jpki register firefox|thunderbird|nss|p11-kit` and `jpki unregister ...`: adds the PKCS#11
+//! module to the user's Firefox or Thunderbird profiles, to the shared NSS database
+//! `~/.pki/nssdb` (Chromium, LibreOffice), or to the user's p11-kit configuration. Idempotent, like OpenSC's
 //! `pkcs11-register`: registering twice leaves one entry; unregistering what is not there is
 //! fine.
 //!
 //! NSS databases are changed with `modutil` (Debian `libnss3-tools`, Fedora `nss-tools`),
-//! which NSS documents as the way to add a module; Firefox should be closed meanwhile.
+//! which NSS documents as the way to add a module; Firefox or Thunderbird should be closed
+//! meanwhile.
 
 use crate::cli::Target;
 use crate::util::{exit, Fail};
@@ -62,12 +63,33 @@ fn find_module() -> Option<PathBuf> {
 /// Firefox profile directories of the user (every `Path=` of every `profiles.ini`, including
 /// the Snap and Flatpak installs).
 pub fn firefox_profiles(home: &Path) -> Vec<PathBuf> {
+    mozilla_profiles(
+        home,
+        &[
+            ".mozilla/firefox",
+            "snap/firefox/common/.mozilla/firefox",
+            ".var/app/org.mozilla.firefox/.mozilla/firefox",
+        ],
+    )
+}
+
+/// Thunderbird profile directories of the user, likewise (Thunderbird keeps its own NSS
+/// database in each profile; it does not read ~/.pki/nssdb).
+pub fn thunderbird_profiles(home: &Path) -> Vec<PathBuf> {
+    mozilla_profiles(
+        home,
+        &[
+            ".thunderbird",
+            "snap/thunderbird/common/.thunderbird",
+            ".var/app/org.mozilla.Thunderbird/.thunderbird",
+        ],
+    )
+}
+
+/// The profiles of every `profiles.ini` in `bases` (relative to `home`).
+fn mozilla_profiles(home: &Path, bases: &[&str]) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for base in [
-        ".mozilla/firefox",
-        "snap/firefox/common/.mozilla/firefox",
-        ".var/app/org.mozilla.firefox/.mozilla/firefox",
-    ] {
+    for base in bases {
         let base = home.join(base);
         let Ok(ini) = std::fs::read_to_string(base.join("profiles.ini")) else {
             continue;
@@ -243,7 +265,7 @@ fn p11kit(home: &Path, module: Option<&Path>) -> Result<String, Fail> {
     }
 }
 
-/// `jpki register firefox|nss|p11-kit [--module PATH]`
+/// `jpki register firefox|thunderbird|nss|p11-kit [--module PATH]`
 pub fn register(target: Target, module: Option<PathBuf>) -> Result<u8, Fail> {
     let m = match module {
         Some(m) => m,
@@ -260,7 +282,7 @@ pub fn register(target: Target, module: Option<PathBuf>) -> Result<u8, Fail> {
     run(target, Some(m))
 }
 
-/// `jpki unregister firefox|nss|p11-kit`
+/// `jpki unregister firefox|thunderbird|nss|p11-kit`
 pub fn unregister(target: Target) -> Result<u8, Fail> {
     run(target, None)
 }
@@ -278,6 +300,21 @@ fn run(target: Target, module: Option<PathBuf>) -> Result<u8, Fail> {
                     format!(
                         "no Firefox profile found (no {}): start Firefox once first",
                         home.join(".mozilla/firefox/profiles.ini").display()
+                    ),
+                ));
+            }
+            for p in profiles {
+                done.push(nss_db(&p, module.as_deref())?);
+            }
+        }
+        Target::Thunderbird => {
+            let profiles = thunderbird_profiles(&home);
+            if profiles.is_empty() {
+                return Err(Fail::new(
+                    exit::FAILURE,
+                    format!(
+                        "no Thunderbird profile found (no {}): start Thunderbird once first",
+                        home.join(".thunderbird/profiles.ini").display()
                     ),
                 ));
             }

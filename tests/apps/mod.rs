@@ -5,6 +5,7 @@
 
 pub mod card;
 pub mod pdf;
+pub mod x11;
 
 use crate::common::VCard;
 use std::io::Write;
