@@ -34,7 +34,7 @@ mod apps;
 mod common;
 mod nss_common;
 
-use apps::card::{card_ops, LOGIN_AND_SIGN, SIGN_PASSWORD};
+use apps::card::{card_ops, CardOp, Token, LOGIN_AND_SIGN, SIGN_PASSWORD};
 use apps::x11::{Display, Proc};
 use common::VCard;
 use nss_common::TempDir;
@@ -326,12 +326,35 @@ fn key(display: &Display, keys: &str) {
 /// Opens the composer from the main window, writes the test's message and sends it (Ctrl+Enter).
 fn write_and_send(display: &Display, setup: &Setup) {
     let main = display.wait_window("Mozilla Thunderbird", || setup.why());
-    // The main window needs a moment after mapping before it takes keys.
-    std::thread::sleep(Duration::from_secs(2));
-    let focus = display.xdotool(&["windowfocus", "--sync", &main], b"");
-    assert!(focus.status.success(), "{}", apps::text(&focus));
-    key(display, "ctrl+n");
-    let compose = display.wait_window(r"Write: \(no subject\)", || setup.why());
+    // The main window takes keys only once it has finished starting (longer on a first start):
+    // Ctrl+N again every 5 s until the composer opens.
+    let start = Instant::now();
+    let compose = loop {
+        // Focusing fails (BadMatch) until the window is shown.
+        if display
+            .xdotool(&["windowfocus", "--sync", &main], b"")
+            .status
+            .success()
+        {
+            key(display, "ctrl+n");
+        }
+        let asked = Instant::now();
+        while asked.elapsed() < Duration::from_secs(5) {
+            if display.window(r"Write: \(no subject\)").is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if let Some(w) = display.window(r"Write: \(no subject\)") {
+            break w;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no composer after 60 s; windows {:?}\n{}",
+            window_names(display),
+            setup.why()
+        );
+    };
     std::thread::sleep(Duration::from_secs(2));
     type_into(display, &compose, RECIPIENT);
     key(display, "Return");
@@ -359,52 +382,74 @@ fn window_names(display: &Display) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn thunderbird_signs_smime_from_a_logged_out_token_asking_for_the_password() {
-    let _g = common::lock();
-    let card = VCard::start();
-    let smtp = SmtpSink::start();
-    let setup = Setup::new(&card, smtp.port);
-    let display = Display::start();
-    card.clear_log();
-    let start = Instant::now();
-    let _tb = setup.start(&display, None);
-    write_and_send(&display, &setup);
+/// Thunderbird's password dialogs, answered one after the other (each is a new window).
+#[derive(Default)]
+struct Dialogs {
+    seen: Vec<String>,
+}
 
-    // Thunderbird asks for the signature password to look for the certificate (the token is
-    // logged out: nothing was presented to the card before), then again for the signature.
-    let mut answered = Vec::new();
-    for round in 0..2 {
-        let why = || {
-            format!(
-                "password dialog {round}; windows {:?}\n{}",
-                window_names(&display),
-                setup.why()
-            )
-        };
+impl Dialogs {
+    /// Waits (up to 60 s) for a password dialog not answered yet, and types `answer` and Return
+    /// into it, or presses Escape (Cancel) for `None`.
+    fn answer(&mut self, display: &Display, setup: &Setup, answer: Option<&str>) {
+        let start = Instant::now();
         let dialog = loop {
-            let w = display.wait_window(PASSWORD_DIALOG, why);
-            if !answered.contains(&w) {
+            if let Some(w) = self.new_dialog(display) {
                 break w;
             }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no password dialog {} after 60 s; windows {:?}\n{}",
+                self.seen.len() + 1,
+                window_names(display),
+                setup.why()
+            );
             std::thread::sleep(Duration::from_millis(200));
         };
-        if round == 0 {
-            assert_eq!(card_ops(&card), [], "nothing before the first password");
+        match answer {
+            Some(text) => {
+                type_into(display, &dialog, text);
+                key(display, "Return");
+            }
+            None => {
+                let focus = display.xdotool(&["windowfocus", "--sync", &dialog], b"");
+                assert!(focus.status.success(), "{}", apps::text(&focus));
+                key(display, "Escape");
+            }
         }
-        type_into(&display, &dialog, SIGN_PASSWORD);
-        key(&display, "Return");
-        answered.push(dialog);
+        self.seen.push(dialog);
     }
-    let message = smtp
-        .wait_message(60)
-        .unwrap_or_else(|| panic!("no message sent\n{}", setup.why()));
-    eprintln!("Thunderbird: signed and sent in {:?}", start.elapsed());
-    assert_eq!(
-        display.window(PASSWORD_DIALOG),
-        None,
-        "a third password dialog"
-    );
+
+    fn new_dialog(&self, display: &Display) -> Option<String> {
+        let out = display.xdotool(&["search", "--name", PASSWORD_DIALOG], b"");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|w| !self.seen.iter().any(|s| s == w))
+            .map(str::to_string)
+    }
+
+    /// No password dialog other than those answered (checked for `secs`).
+    fn assert_none_new(&self, display: &Display, setup: &Setup, secs: u64) {
+        let start = Instant::now();
+        loop {
+            assert_eq!(
+                self.new_dialog(display),
+                None,
+                "another password dialog; windows {:?}\n{}",
+                window_names(display),
+                setup.why()
+            );
+            if start.elapsed() >= Duration::from_secs(secs) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+/// Checks the message the SMTP server received: S/MIME-signed, verified by OpenSSL trusting only
+/// the card's signature CA, signed by the card's signature certificate, over the text written.
+fn check_signed_message(card: &VCard, setup: &Setup, message: &str) {
     assert!(
         message
             .contains("Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\""),
@@ -414,17 +459,14 @@ fn thunderbird_signs_smime_from_a_logged_out_token_asking_for_the_password() {
         message.contains(&format!("Subject: {SUBJECT}")),
         "{message}"
     );
-
-    // OpenSSL checks the signature, trusting only the card's signature CA; the signer is the
-    // card's signature certificate; the signed text is the message's.
     let dir = setup.home.path();
-    std::fs::write(dir.join("message.eml"), &message).unwrap();
+    std::fs::write(dir.join("message.eml"), message).unwrap();
     let out = apps::run(
         Command::new("openssl")
             .args(["smime", "-verify", "-purpose", "any", "-in"])
             .arg(dir.join("message.eml"))
             .arg("-CAfile")
-            .arg(apps::cert_pem(&card, "sign-ca"))
+            .arg(apps::cert_pem(card, "sign-ca"))
             .arg("-signer")
             .arg(dir.join("signer.pem"))
             .arg("-out")
@@ -437,7 +479,7 @@ fn thunderbird_signs_smime_from_a_logged_out_token_asking_for_the_password() {
         apps::text(&out)
     );
     assert!(apps::text(&out).contains("Verification successful"));
-    let signer = apps::run_ok(
+    apps::run_ok(
         Command::new("openssl")
             .args(["x509", "-outform", "DER", "-in"])
             .arg(dir.join("signer.pem"))
@@ -445,12 +487,12 @@ fn thunderbird_signs_smime_from_a_logged_out_token_asking_for_the_password() {
             .arg(dir.join("signer.der")),
         b"",
     );
-    assert!(signer.is_empty(), "{signer}");
     assert_eq!(
         std::fs::read(dir.join("signer.der")).unwrap(),
         std::fs::read(card.state_dir.join("sign.crt")).unwrap(),
         "the signer is the card's signature certificate"
     );
+    // The signed part: a text/plain body, Base64 (Thunderbird's choice) or as is.
     let content = std::fs::read_to_string(dir.join("content.txt")).unwrap();
     assert!(content.contains("Content-Type: text/plain"), "{content}");
     let body = content.split("\r\n\r\n").nth(1).unwrap_or_default();
@@ -460,22 +502,107 @@ fn thunderbird_signs_smime_from_a_logged_out_token_asking_for_the_password() {
     );
     let decoded = String::from_utf8_lossy(&decoded.stdout);
     assert!(
-        decoded.contains(BODY) || content.contains(BODY),
+        decoded.contains(BODY) || body.contains(BODY),
         "signed text: {content}"
     );
+}
 
+/// The module's log of the run (debug level; never a password).
+fn module_log(setup: &Setup) -> String {
+    let log = std::fs::read_to_string(setup.home.path().join("module.log")).unwrap_or_default();
+    assert!(
+        !log.contains(SIGN_PASSWORD),
+        "the module logged the password"
+    );
+    log
+}
+
+#[test]
+fn thunderbird_signs_smime_from_a_logged_out_token_asking_for_the_password() {
+    let _g = common::lock();
+    let card = VCard::start();
+    let smtp = SmtpSink::start();
+    let setup = Setup::new(&card, smtp.port);
+    let display = Display::start();
+    card.clear_log();
+    let start = Instant::now();
+    let _tb = setup.start(&display, None);
+    write_and_send(&display, &setup);
+    // Nothing reached the card before the first dialog: Thunderbird started and began sending
+    // with the token logged out.
+    let mut dialogs = Dialogs::default();
+    let first = Instant::now();
+    while dialogs.new_dialog(&display).is_none() && first.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(card_ops(&card), [], "nothing before the first password");
+    // The password to log in (to find the certificate), then for the signature.
+    dialogs.answer(&display, &setup, Some(SIGN_PASSWORD));
+    dialogs.answer(&display, &setup, Some(SIGN_PASSWORD));
+    let message = smtp
+        .wait_message(60)
+        .unwrap_or_else(|| panic!("no message sent\n{}", setup.why()));
+    eprintln!("Thunderbird: signed and sent in {:?}", start.elapsed());
+    dialogs.assert_none_new(&display, &setup, 1);
+    check_signed_message(&card, &setup, &message);
     // The card: the password at the login and right before the one signature; no wrong one;
     // the authentication PIN never presented, its key never used.
     assert_eq!(card_ops(&card), LOGIN_AND_SIGN, "{}", setup.why());
-    let module_log = std::fs::read_to_string(dir.join("module.log")).unwrap_or_default();
+    assert!(module_log(&setup).contains("thunderbird: a signing program"));
+}
+
+/// A mistyped password (of the right format) costs one try, once: Thunderbird asks again, the
+/// module sends nothing by itself, and the right password then signs.
+#[test]
+fn a_wrong_password_costs_one_try_and_thunderbird_asks_again() {
+    let _g = common::lock();
+    let card = VCard::start();
+    let smtp = SmtpSink::start();
+    let setup = Setup::new(&card, smtp.port);
+    let display = Display::start();
+    card.clear_log();
+    let _tb = setup.start(&display, None);
+    write_and_send(&display, &setup);
+    let mut dialogs = Dialogs::default();
+    dialogs.answer(&display, &setup, Some("WRONG2024"));
+    dialogs.answer(&display, &setup, Some(SIGN_PASSWORD));
+    dialogs.answer(&display, &setup, Some(SIGN_PASSWORD));
+    let message = smtp
+        .wait_message(60)
+        .unwrap_or_else(|| panic!("no message sent\n{}", setup.why()));
+    dialogs.assert_none_new(&display, &setup, 1);
+    check_signed_message(&card, &setup, &message);
+    let mut expected = vec![CardOp::Verify(Token::Sign, false)];
+    expected.extend(LOGIN_AND_SIGN);
+    assert_eq!(card_ops(&card), expected, "{}", setup.why());
+    module_log(&setup);
+}
+
+/// Cancel at the first password dialog: nothing is signed, nothing is sent, no password reaches
+/// the card, and Thunderbird asks no more.
+#[test]
+fn cancelling_the_password_dialog_sends_nothing() {
+    let _g = common::lock();
+    let card = VCard::start();
+    let smtp = SmtpSink::start();
+    let setup = Setup::new(&card, smtp.port);
+    let display = Display::start();
+    card.clear_log();
+    let _tb = setup.start(&display, None);
+    write_and_send(&display, &setup);
+    let mut dialogs = Dialogs::default();
+    dialogs.answer(&display, &setup, None);
+    dialogs.assert_none_new(&display, &setup, 10);
+    assert_eq!(smtp.wait_message(1), None, "a message was sent");
+    assert_eq!(card_ops(&card), [], "{}", setup.why());
     assert!(
-        module_log.contains("thunderbird: a signing program"),
-        "{module_log}"
+        window_names(&display)
+            .iter()
+            .any(|n| n == "Send Message Error"),
+        "no error dialog: {:?}",
+        window_names(&display)
     );
-    assert!(
-        !module_log.contains(SIGN_PASSWORD),
-        "the module logged the password"
-    );
+    module_log(&setup);
 }
 
 /// With `signing_programs = []` the signature token claims the public-certificates profile in
