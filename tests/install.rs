@@ -368,6 +368,27 @@ fn register_firefox_thunderbird_and_nss_idempotently() {
     for db in [&p1, &p2, &p3, &nssdb] {
         assert_eq!(nss_entries(db), 0, "step: removed from {}", db.display());
     }
+    // An NSS database of the user's choice (`--db`, created if missing); only with nss.
+    let own = dir.0.join("signing-db");
+    let own_s = own.to_str().unwrap();
+    for _ in 0..2 {
+        jpki(&["register", "nss", "--db", own_s, "--module", so_s]);
+    }
+    assert_eq!(nss_entries(&own), 1, "step: one entry in --db");
+    assert_eq!(
+        nss_entries(&nssdb),
+        0,
+        "step: --db leaves ~/.pki/nssdb alone"
+    );
+    jpki(&["unregister", "nss", "--db", own_s]);
+    assert_eq!(nss_entries(&own), 0, "step: removed from --db");
+    let out = Command::new(common::jpki_bin())
+        .args(["register", "firefox", "--db", own_s, "--module", so_s])
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "--db with firefox");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--db goes with nss only"));
     // No Firefox profile: a clear message.
     let empty = dir.0.join("empty-home");
     std::fs::create_dir_all(&empty).unwrap();

@@ -248,7 +248,8 @@ Adds the PKCS#11 module to every Firefox profile of the user (firefox), to every
 profile (thunderbird), to ~/.pki/nssdb used by Chromium and LibreOffice (nss; all three with
 modutil, module name \"JPKI My Number Card\"; close Firefox or Thunderbird first), or to the
 user's p11-kit configuration
-~/.config/pkcs11/modules/jpki.module (p11-kit). Doing it twice changes nothing. An NSS database
+~/.config/pkcs11/modules/jpki.module (p11-kit). With --db DIR, nss means the NSS database in DIR
+(a signing program's own). Doing it twice changes nothing. An NSS database
 that does not exist yet is created (empty password).";
 
 #[derive(Args, Debug)]
@@ -263,19 +264,27 @@ pub struct RegisterArgs {
     /// The module to register (default: the installed one next to this program)
     #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub module: Option<PathBuf>,
+    /// With nss: this NSS database directory instead of ~/.pki/nssdb (e.g. one for a signing
+    /// program of your own; created if missing)
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub db: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 #[command(
     args_override_self = true,
-    about = "Remove the PKCS#11 module from Firefox, the shared NSS database or p11-kit",
+    about = "Remove the PKCS#11 module from Firefox, Thunderbird, an NSS database or p11-kit",
     long_about = "\
-Removes the module added by jpki register from every Firefox profile, ~/.pki/nssdb or the user's
-p11-kit configuration. Removing what is not there is fine."
+Removes the module added by jpki register from every Firefox or Thunderbird profile, ~/.pki/nssdb
+(or the NSS database of --db) or the user's p11-kit configuration. Removing what is not there is
+fine."
 )]
 pub struct UnregisterArgs {
     #[arg(value_enum, value_name = "TARGET")]
     pub target: Target,
+    /// With nss: this NSS database directory instead of ~/.pki/nssdb
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub db: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

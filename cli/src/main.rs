@@ -70,8 +70,8 @@ fn main() -> ExitCode {
         Command::Pin {
             command: PinCommand::Change(a),
         } => cardcmd::pin_change(a),
-        Command::Register(a) => register::register(a.target, a.module),
-        Command::Unregister(a) => register::unregister(a.target),
+        Command::Register(a) => register::register(a.target, a.module, a.db),
+        Command::Unregister(a) => register::unregister(a.target, a.db),
         Command::VirtualCard(a) => virtual_card(a),
         Command::Generate { what } => generate::run(what),
     };

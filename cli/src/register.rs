@@ -266,7 +266,8 @@ fn p11kit(home: &Path, module: Option<&Path>) -> Result<String, Fail> {
 }
 
 /// `jpki register firefox|thunderbird|nss|p11-kit [--module PATH]`
-pub fn register(target: Target, module: Option<PathBuf>) -> Result<u8, Fail> {
+pub fn register(target: Target, module: Option<PathBuf>, db: Option<PathBuf>) -> Result<u8, Fail> {
+    check_db(target, db.as_deref())?;
     let m = match module {
         Some(m) => m,
         None => find_module().ok_or_else(|| {
@@ -279,16 +280,28 @@ pub fn register(target: Target, module: Option<PathBuf>) -> Result<u8, Fail> {
     let m = m
         .canonicalize()
         .map_err(|e| Fail::new(exit::FAILURE, format!("module {}: {e}", m.display())))?;
-    run(target, Some(m))
+    run(target, Some(m), db)
+}
+
+/// `--db` goes with `nss` only.
+fn check_db(target: Target, db: Option<&Path>) -> Result<(), Fail> {
+    if db.is_some() && target != Target::Nss {
+        return Err(Fail::new(
+            exit::USAGE,
+            "--db goes with nss only (an NSS database directory)".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// `jpki unregister firefox|thunderbird|nss|p11-kit`
-pub fn unregister(target: Target) -> Result<u8, Fail> {
-    run(target, None)
+pub fn unregister(target: Target, db: Option<PathBuf>) -> Result<u8, Fail> {
+    check_db(target, db.as_deref())?;
+    run(target, None, db)
 }
 
 /// Adds `module` to `target`, or removes it (`None`).
-fn run(target: Target, module: Option<PathBuf>) -> Result<u8, Fail> {
+fn run(target: Target, module: Option<PathBuf>, db: Option<PathBuf>) -> Result<u8, Fail> {
     let home = home()?;
     let mut done = Vec::new();
     match target {
@@ -322,7 +335,14 @@ fn run(target: Target, module: Option<PathBuf>) -> Result<u8, Fail> {
                 done.push(nss_db(&p, module.as_deref())?);
             }
         }
-        Target::Nss => done.push(nss_db(&home.join(".pki/nssdb"), module.as_deref())?),
+        Target::Nss => {
+            let db = match db {
+                Some(d) => std::path::absolute(&d)
+                    .map_err(|e| Fail::new(exit::FAILURE, format!("{}: {e}", d.display())))?,
+                None => home.join(".pki/nssdb"),
+            };
+            done.push(nss_db(&db, module.as_deref())?)
+        }
         Target::P11Kit => done.push(p11kit(&home, module.as_deref())?),
     }
     for d in done {

@@ -78,7 +78,10 @@ fn every_command_has_its_help() {
             &["register", "--help"],
             "Usage: jpki register [OPTIONS] <TARGET>",
         ),
-        (&["unregister", "--help"], "Usage: jpki unregister <TARGET>"),
+        (
+            &["unregister", "--help"],
+            "Usage: jpki unregister [OPTIONS] <TARGET>",
+        ),
         (
             &["virtual-card", "--help"],
             "Usage: jpki virtual-card [OPTIONS]",
