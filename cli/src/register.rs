@@ -337,8 +337,10 @@ fn run(target: Target, module: Option<PathBuf>, db: Option<PathBuf>) -> Result<u
         }
         Target::Nss => {
             let db = match db {
-                Some(d) => std::path::absolute(&d)
-                    .map_err(|e| Fail::new(exit::FAILURE, format!("{}: {e}", d.display())))?,
+                Some(d) if d.is_absolute() => d,
+                Some(d) => std::env::current_dir()
+                    .map_err(|e| Fail::new(exit::FAILURE, format!("{}: {e}", d.display())))?
+                    .join(d),
                 None => home.join(".pki/nssdb"),
             };
             done.push(nss_db(&db, module.as_deref())?)
