@@ -234,7 +234,7 @@ pub fn man_page() -> String {
             bold("$JPKI_PKCS11_CONF"),
         ])
         .text([roman(
-            "The module's configuration (logging, tokens shown, RSA-PSS, pinentry), applied in \
+            "The module's configuration (logging, tokens shown, RSA-PSS, pinentry, signing programs), applied in \
              this order. On macOS the first two are /Library/Application Support/jpki-pkcs11/config.toml \
              and ~/Library/Application Support/jpki-pkcs11/config.toml; on Windows \
              %PROGRAMDATA%\\jpki-pkcs11\\config.toml and %APPDATA%\\jpki-pkcs11\\config.toml.",
