@@ -82,9 +82,14 @@ impl SmtpSink {
 
     /// Waits (up to `secs`) for a message; the first one.
     fn wait_message(&self, secs: u64) -> Option<String> {
+        self.wait_nth(0, secs)
+    }
+
+    /// Waits (up to `secs`) for message number `n` (from 0).
+    fn wait_nth(&self, n: usize, secs: u64) -> Option<String> {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(secs) {
-            if let Some(m) = self.messages.lock().unwrap().first() {
+            if let Some(m) = self.messages.lock().unwrap().get(n) {
                 return Some(m.clone());
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -549,6 +554,19 @@ fn thunderbird_signs_smime_from_a_logged_out_token_asking_for_the_password() {
     // the authentication PIN never presented, its key never used.
     assert_eq!(card_ops(&card), LOGIN_AND_SIGN, "{}", setup.why());
     assert!(module_log(&setup).contains("thunderbird: a signing program"));
+
+    // A second message in the same session: the token is still logged in, so Thunderbird finds
+    // the certificate without asking; the signature asks once, and the card sees the password
+    // once, right before the signature.
+    card.clear_log();
+    write_and_send(&display, &setup);
+    dialogs.answer(&display, &setup, Some(SIGN_PASSWORD));
+    let message = smtp
+        .wait_nth(1, 60)
+        .unwrap_or_else(|| panic!("no second message sent\n{}", setup.why()));
+    dialogs.assert_none_new(&display, &setup, 1);
+    check_signed_message(&card, &setup, &message);
+    assert_eq!(card_ops(&card), LOGIN_AND_SIGN[1..], "{}", setup.why());
 }
 
 /// A mistyped password (of the right format) costs one try, once: Thunderbird asks again, the
