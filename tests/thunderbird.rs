@@ -553,7 +553,15 @@ fn thunderbird_signs_smime_from_a_logged_out_token_asking_for_the_password() {
     // The card: the password at the login and right before the one signature; no wrong one;
     // the authentication PIN never presented, its key never used.
     assert_eq!(card_ops(&card), LOGIN_AND_SIGN, "{}", setup.why());
-    assert!(module_log(&setup).contains("thunderbird: a signing program"));
+    // The module's debug log is a trace of the calls: the logins and the signature are in it.
+    let log = module_log(&setup);
+    for line in [
+        "thunderbird: a signing program",
+        "C_Login -> CKR_OK",
+        "C_Sign -> CKR_OK",
+    ] {
+        assert!(log.contains(line), "no {line:?} in the module log:\n{log}");
+    }
 
     // A second message in the same session: the token is still logged in, so Thunderbird finds
     // the certificate without asking; the signature asks once, and the card sees the password

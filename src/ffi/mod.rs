@@ -93,15 +93,18 @@ mod tests;
 /// The body of every entry point: runs `f` under `catch_unwind` and turns its outcome into a
 /// `CK_RV`.
 ///
-/// - `Ok(())` → `CKR_OK`;
-/// - `Err(e)` → `CK_RV::from(e)`, logged with the function name and the code only (arguments
-///   such as PINs never reach the log);
+/// - `Ok(())` → `CKR_OK`, and `Err(e)` → `CK_RV::from(e)`: both logged at debug level with the
+///   function name and the code only (arguments such as PINs never reach the log), so the debug
+///   log is a trace of the calls;
 /// - a panic → the module is poisoned (`backend::poison`, so every later call fails until
 ///   `C_Finalize` + `C_Initialize`) and `CKR_GENERAL_ERROR` is returned. The panic never crosses
 ///   the C boundary.
 pub(crate) fn guard(name: &'static str, f: impl FnOnce() -> CkResult<()>) -> CK_RV {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => CKR_OK,
+        Ok(Ok(())) => {
+            jpki_card::log::debug(format_args!("{name} -> CKR_OK"));
+            CKR_OK
+        }
         Ok(Err(e)) => {
             log_error(name, e);
             CK_RV::from(e)
