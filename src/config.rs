@@ -310,6 +310,9 @@ const BROWSERS: [&str; 12] = [
 /// binaries (`/usr/lib/thunderbird/thunderbird-bin`, `thunderbird.exe`, `Thunderbird` →
 /// `thunderbird`).
 pub(crate) fn program_name(exe: &str) -> String {
+    // Linux names an executable replaced on disk since it started (a package upgrade while the
+    // program runs) `<path> (deleted)`.
+    let exe = exe.strip_suffix(" (deleted)").unwrap_or(exe);
     let file = exe.rsplit(['/', '\\']).next().unwrap_or(exe).to_lowercase();
     let file = file.strip_suffix(".exe").unwrap_or(&file);
     file.strip_suffix("-bin").unwrap_or(file).to_string()
@@ -558,6 +561,7 @@ mod tests {
         for exe in [
             "/usr/lib/thunderbird/thunderbird",
             "/usr/lib/thunderbird/thunderbird-bin",
+            "/usr/lib/thunderbird/thunderbird (deleted)",
             "/Applications/Thunderbird.app/Contents/MacOS/thunderbird",
             "C:\\Program Files\\Mozilla Thunderbird\\thunderbird.exe",
             "Betterbird.EXE",
