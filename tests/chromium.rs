@@ -325,20 +325,8 @@ fn headless_chromium_stops_at_its_own_pin_dialog() {
     let server = Server::start(&pki, &www, Tls::V13);
     let _policy = Policy::install(&[server.origin()]);
     // A pinentry that would answer the PIN, and log that it was asked.
+    let script = apps::pinentry_giving(h, AUTH_PIN);
     let asked = h.join("pinentry.log");
-    let script = h.join("pinentry.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho 'OK Pleased to meet you'\nwhile IFS= read -r l; do\n  \
-             echo \"$l\" >> '{}'\n  case \"$l\" in GETPIN) printf 'D {AUTH_PIN}\\nOK\\n' ;; \
-             BYE) echo OK; exit 0 ;; *) echo OK ;; esac\ndone\n",
-            asked.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let conf = h.join("jpki.toml");
     std::fs::write(&conf, format!("pinentry = '{}'\n", script.display())).unwrap();
     card.clear_log();

@@ -27,7 +27,6 @@ use apps::card::{card_ops, common_name, CardOp, Token, SIGN_PASSWORD};
 use apps::{run, run_ok, text};
 use common::VCard;
 use nss_common::TempDir;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
@@ -90,20 +89,7 @@ impl Setup {
     /// A configuration showing the signature token alone, with a scripted pinentry (Assuan)
     /// that answers every GETPIN with `answer` and logs what it was asked to `pinentry.log`.
     fn pinentry_config(&self, answer: &str) -> PathBuf {
-        let script = self.path("pinentry.sh");
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\necho 'OK Pleased to meet you'\n\
-                 while IFS= read -r line; do\n  printf '%s\\n' \"$line\" >> '{log}'\n  \
-                 case \"$line\" in\n    GETPIN) printf 'D %s\\nOK\\n' '{answer}' ;;\n    \
-                 BYE) echo 'OK closing connection'; exit 0 ;;\n    *) echo OK ;;\n  esac\n\
-                 done\n",
-                log = self.path("pinentry.log").display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let script = apps::pinentry_giving(self.dir.path(), answer);
         let conf = self.path("sign-pinentry.toml");
         std::fs::write(
             &conf,

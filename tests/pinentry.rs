@@ -3,31 +3,16 @@
 //! pinentry; the signature is verified with openssl against the card's certificate.
 #![cfg(unix)] // Linux (pcscd, vpcd); Windows and macOS: docs/windows.md, docs/macos.md
 
+mod apps;
 mod common;
 
+use apps::scripted_pinentry;
 use common::VCard;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 const AUTH: &str = "JPKI User Authentication";
 const SIGN: &str = "JPKI Digital Signature";
-
-/// A scripted pinentry speaking Assuan: logs the commands it gets to `<dir>/pinentry.log` and
-/// answers every GETPIN with `answer` (Assuan lines separated by `\n`).
-fn scripted_pinentry(dir: &Path, answer: &str) -> PathBuf {
-    let script = dir.join("pinentry.sh");
-    let text = format!(
-        "#!/bin/sh\necho 'OK Pleased to meet you'\n\
-         while IFS= read -r line; do\n  printf '%s\\n' \"$line\" >> '{log}'\n  \
-         case \"$line\" in\n    GETPIN) printf '%b\\n' '{answer}' ;;\n    \
-         BYE) echo 'OK closing connection'; exit 0 ;;\n    *) echo OK ;;\n  esac\ndone\n",
-        log = dir.join("pinentry.log").display(),
-    );
-    std::fs::write(&script, text).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
-}
 
 /// A temp dir with a config file; `HOME` and `XDG_CONFIG_HOME` point inside it so that no user
 /// configuration of the machine interferes.

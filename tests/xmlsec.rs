@@ -36,7 +36,6 @@ use apps::card::{card_ops, CardOp, Token, LOGIN_AND_SIGN, SIGN_PASSWORD};
 use apps::{cert_pem, run, run_ok, text};
 use common::VCard;
 use nss_common::TempDir;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
@@ -483,20 +482,7 @@ fn xmlsec1_with_the_openssl_engine_takes_the_card_key_for_a_public_key() {
     let setup = Setup::new();
     // The password through the module's pinentry (the token then has a protected authentication
     // path, and libp11 logs in with no PIN): xmlsec1 gives the engine no way to ask (UI_null).
-    let script = setup.path("pinentry.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho 'OK Pleased to meet you'\n\
-             while IFS= read -r line; do\n  printf '%s\\n' \"$line\" >> '{log}'\n  \
-             case \"$line\" in\n    GETPIN) printf 'D %s\\nOK\\n' '{SIGN_PASSWORD}' ;;\n    \
-             BYE) echo 'OK closing connection'; exit 0 ;;\n    *) echo OK ;;\n  esac\n\
-             done\n",
-            log = setup.path("pinentry.log").display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = apps::pinentry_giving(setup.dir.path(), SIGN_PASSWORD);
     let conf = setup.path("pinentry.toml");
     std::fs::write(&conf, format!("pinentry = '{}'\n", script.display())).unwrap();
     let key = format!(

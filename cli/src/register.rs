@@ -300,37 +300,48 @@ pub fn unregister(target: Target, db: Option<PathBuf>) -> Result<u8, Fail> {
     run(target, None, db)
 }
 
+/// `profiles`, or a failure saying that `program` has no profile yet (no `<home>/<dir>/profiles.ini`).
+fn some_profiles(
+    profiles: Vec<PathBuf>,
+    program: &str,
+    home: &Path,
+    dir: &str,
+) -> Result<Vec<PathBuf>, Fail> {
+    if profiles.is_empty() {
+        return Err(Fail::new(
+            exit::FAILURE,
+            format!(
+                "no {program} profile found (no {}): start {program} once first",
+                home.join(dir).join("profiles.ini").display()
+            ),
+        ));
+    }
+    Ok(profiles)
+}
+
 /// Adds `module` to `target`, or removes it (`None`).
 fn run(target: Target, module: Option<PathBuf>, db: Option<PathBuf>) -> Result<u8, Fail> {
     let home = home()?;
     let mut done = Vec::new();
     match target {
         Target::Firefox => {
-            let profiles = firefox_profiles(&home);
-            if profiles.is_empty() {
-                return Err(Fail::new(
-                    exit::FAILURE,
-                    format!(
-                        "no Firefox profile found (no {}): start Firefox once first",
-                        home.join(".mozilla/firefox/profiles.ini").display()
-                    ),
-                ));
-            }
+            let profiles = some_profiles(
+                firefox_profiles(&home),
+                "Firefox",
+                &home,
+                ".mozilla/firefox",
+            )?;
             for p in profiles {
                 done.push(nss_db(&p, module.as_deref())?);
             }
         }
         Target::Thunderbird => {
-            let profiles = thunderbird_profiles(&home);
-            if profiles.is_empty() {
-                return Err(Fail::new(
-                    exit::FAILURE,
-                    format!(
-                        "no Thunderbird profile found (no {}): start Thunderbird once first",
-                        home.join(".thunderbird/profiles.ini").display()
-                    ),
-                ));
-            }
+            let profiles = some_profiles(
+                thunderbird_profiles(&home),
+                "Thunderbird",
+                &home,
+                ".thunderbird",
+            )?;
             for p in profiles {
                 done.push(nss_db(&p, module.as_deref())?);
             }

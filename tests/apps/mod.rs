@@ -15,6 +15,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A scripted pinentry (Assuan) for the module's `pinentry` setting: logs every command it gets to
+/// `<dir>/pinentry.log` and answers every GETPIN with `answer`, raw Assuan lines with `\n`
+/// escapes (`D 1234\nOK`, or an `ERR` line for Cancel). Its path, `<dir>/pinentry.sh`.
+pub fn scripted_pinentry(dir: &Path, answer: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("pinentry.sh");
+    let text = format!(
+        "#!/bin/sh\necho 'OK Pleased to meet you'\n\
+         while IFS= read -r line; do\n  printf '%s\\n' \"$line\" >> '{log}'\n  \
+         case \"$line\" in\n    GETPIN) printf '%b\\n' '{answer}' ;;\n    \
+         BYE) echo 'OK closing connection'; exit 0 ;;\n    *) echo OK ;;\n  esac\ndone\n",
+        log = dir.join("pinentry.log").display(),
+    );
+    std::fs::write(&script, text).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// A scripted pinentry (see [`scripted_pinentry`]) that gives `pin` at every GETPIN.
+pub fn pinentry_giving(dir: &Path, pin: &str) -> PathBuf {
+    scripted_pinentry(dir, &format!("D {pin}\\nOK"))
+}
+
 /// The module under test: `$TEST_PKCS11_MODULE`, or the cdylib next to the test binary.
 pub fn module() -> PathBuf {
     super::common::module_path()
