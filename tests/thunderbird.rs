@@ -387,6 +387,46 @@ fn window_names(display: &Display) -> Vec<String> {
         .collect()
 }
 
+/// One test's Thunderbird, its card, display and SMTP server (dropped in this order: Thunderbird
+/// first, the reader's lock last).
+struct Run {
+    _thunderbird: Proc,
+    display: Display,
+    setup: Setup,
+    smtp: SmtpSink,
+    card: VCard,
+    _reader: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Run {
+    /// A fresh card and user setup, Thunderbird started (with the module configuration `conf`,
+    /// none: the defaults) and the test's message written and sent; the card's log starts
+    /// empty before Thunderbird starts.
+    fn send(conf: Option<&str>) -> Run {
+        let reader = common::lock();
+        let card = VCard::start();
+        let smtp = SmtpSink::start();
+        let setup = Setup::new(&card, smtp.port);
+        let conf = conf.map(|text| {
+            let path = setup.home.path().join("module.toml");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
+        let display = Display::start();
+        card.clear_log();
+        let thunderbird = setup.start(&display, conf.as_deref());
+        write_and_send(&display, &setup);
+        Run {
+            _thunderbird: thunderbird,
+            display,
+            setup,
+            smtp,
+            card,
+            _reader: reader,
+        }
+    }
+}
+
 /// Thunderbird's password dialogs, answered one after the other (each is a new window).
 #[derive(Default)]
 struct Dialogs {
@@ -524,37 +564,31 @@ fn module_log(setup: &Setup) -> String {
 
 #[test]
 fn thunderbird_signs_smime_from_a_logged_out_token_asking_for_the_password() {
-    let _g = common::lock();
-    let card = VCard::start();
-    let smtp = SmtpSink::start();
-    let setup = Setup::new(&card, smtp.port);
-    let display = Display::start();
-    card.clear_log();
     let start = Instant::now();
-    let _tb = setup.start(&display, None);
-    write_and_send(&display, &setup);
+    let run = Run::send(None);
+    let (card, smtp, setup, display) = (&run.card, &run.smtp, &run.setup, &run.display);
     // Nothing reached the card before the first dialog: Thunderbird started and began sending
     // with the token logged out.
     let mut dialogs = Dialogs::default();
     let first = Instant::now();
-    while dialogs.new_dialog(&display).is_none() && first.elapsed() < Duration::from_secs(60) {
+    while dialogs.new_dialog(display).is_none() && first.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(card_ops(&card), [], "nothing before the first password");
+    assert_eq!(card_ops(card), [], "nothing before the first password");
     // The password to log in (to find the certificate), then for the signature.
-    dialogs.answer(&display, &setup, Some(SIGN_PASSWORD));
-    dialogs.answer(&display, &setup, Some(SIGN_PASSWORD));
+    dialogs.answer(display, setup, Some(SIGN_PASSWORD));
+    dialogs.answer(display, setup, Some(SIGN_PASSWORD));
     let message = smtp
         .wait_message(60)
         .unwrap_or_else(|| panic!("no message sent\n{}", setup.why()));
     eprintln!("Thunderbird: signed and sent in {:?}", start.elapsed());
-    dialogs.assert_none_new(&display, &setup, 1);
-    check_signed_message(&card, &setup, &message);
+    dialogs.assert_none_new(display, setup, 1);
+    check_signed_message(card, setup, &message);
     // The card: the password at the login and right before the one signature; no wrong one;
     // the authentication PIN never presented, its key never used.
-    assert_eq!(card_ops(&card), LOGIN_AND_SIGN, "{}", setup.why());
+    assert_eq!(card_ops(card), LOGIN_AND_SIGN, "{}", setup.why());
     // The module's debug log is a trace of the calls: the logins and the signature are in it.
-    let log = module_log(&setup);
+    let log = module_log(setup);
     for line in [
         "thunderbird: a signing program",
         "C_Login -> CKR_OK",
@@ -567,68 +601,56 @@ fn thunderbird_signs_smime_from_a_logged_out_token_asking_for_the_password() {
     // the certificate without asking; the signature asks once, and the card sees the password
     // once, right before the signature.
     card.clear_log();
-    write_and_send(&display, &setup);
-    dialogs.answer(&display, &setup, Some(SIGN_PASSWORD));
+    write_and_send(display, setup);
+    dialogs.answer(display, setup, Some(SIGN_PASSWORD));
     let message = smtp
         .wait_nth(1, 60)
         .unwrap_or_else(|| panic!("no second message sent\n{}", setup.why()));
-    dialogs.assert_none_new(&display, &setup, 1);
-    check_signed_message(&card, &setup, &message);
-    assert_eq!(card_ops(&card), LOGIN_AND_SIGN[1..], "{}", setup.why());
+    dialogs.assert_none_new(display, setup, 1);
+    check_signed_message(card, setup, &message);
+    assert_eq!(card_ops(card), LOGIN_AND_SIGN[1..], "{}", setup.why());
 }
 
 /// A mistyped password (of the right format) costs one try, once: Thunderbird asks again, the
 /// module sends nothing by itself, and the right password then signs.
 #[test]
 fn a_wrong_password_costs_one_try_and_thunderbird_asks_again() {
-    let _g = common::lock();
-    let card = VCard::start();
-    let smtp = SmtpSink::start();
-    let setup = Setup::new(&card, smtp.port);
-    let display = Display::start();
-    card.clear_log();
-    let _tb = setup.start(&display, None);
-    write_and_send(&display, &setup);
+    let run = Run::send(None);
+    let (card, smtp, setup, display) = (&run.card, &run.smtp, &run.setup, &run.display);
     let mut dialogs = Dialogs::default();
-    dialogs.answer(&display, &setup, Some("WRONG2024"));
-    dialogs.answer(&display, &setup, Some(SIGN_PASSWORD));
-    dialogs.answer(&display, &setup, Some(SIGN_PASSWORD));
+    dialogs.answer(display, setup, Some("WRONG2024"));
+    dialogs.answer(display, setup, Some(SIGN_PASSWORD));
+    dialogs.answer(display, setup, Some(SIGN_PASSWORD));
     let message = smtp
         .wait_message(60)
         .unwrap_or_else(|| panic!("no message sent\n{}", setup.why()));
-    dialogs.assert_none_new(&display, &setup, 1);
-    check_signed_message(&card, &setup, &message);
+    dialogs.assert_none_new(display, setup, 1);
+    check_signed_message(card, setup, &message);
     let mut expected = vec![CardOp::Verify(Token::Sign, false)];
     expected.extend(LOGIN_AND_SIGN);
-    assert_eq!(card_ops(&card), expected, "{}", setup.why());
-    module_log(&setup);
+    assert_eq!(card_ops(card), expected, "{}", setup.why());
+    module_log(setup);
 }
 
 /// Cancel at the first password dialog: nothing is signed, nothing is sent, no password reaches
 /// the card, and Thunderbird asks no more.
 #[test]
 fn cancelling_the_password_dialog_sends_nothing() {
-    let _g = common::lock();
-    let card = VCard::start();
-    let smtp = SmtpSink::start();
-    let setup = Setup::new(&card, smtp.port);
-    let display = Display::start();
-    card.clear_log();
-    let _tb = setup.start(&display, None);
-    write_and_send(&display, &setup);
+    let run = Run::send(None);
+    let (card, smtp, setup, display) = (&run.card, &run.smtp, &run.setup, &run.display);
     let mut dialogs = Dialogs::default();
-    dialogs.answer(&display, &setup, None);
-    dialogs.assert_none_new(&display, &setup, 10);
+    dialogs.answer(display, setup, None);
+    dialogs.assert_none_new(display, setup, 10);
     assert_eq!(smtp.wait_message(1), None, "a message was sent");
-    assert_eq!(card_ops(&card), [], "{}", setup.why());
+    assert_eq!(card_ops(card), [], "{}", setup.why());
     assert!(
-        window_names(&display)
+        window_names(display)
             .iter()
             .any(|n| n == "Send Message Error"),
         "no error dialog: {:?}",
-        window_names(&display)
+        window_names(display)
     );
-    module_log(&setup);
+    module_log(setup);
 }
 
 /// With `signing_programs = []` the signature token claims the public-certificates profile in
@@ -637,16 +659,8 @@ fn cancelling_the_password_dialog_sends_nothing() {
 /// nothing (it reports that the signing certificate is missing); the card sees no password.
 #[test]
 fn without_signing_programs_thunderbird_never_finds_the_signature_certificate() {
-    let _g = common::lock();
-    let card = VCard::start();
-    let smtp = SmtpSink::start();
-    let setup = Setup::new(&card, smtp.port);
-    let conf = setup.home.path().join("no-signing-programs.toml");
-    std::fs::write(&conf, "signing_programs = []\n").unwrap();
-    let display = Display::start();
-    card.clear_log();
-    let _tb = setup.start(&display, Some(&conf));
-    write_and_send(&display, &setup);
+    let run = Run::send(Some("signing_programs = []\n"));
+    let (card, smtp, setup, display) = (&run.card, &run.smtp, &run.setup, &run.display);
     // Give it the time the first test needs to reach its first dialog, and more.
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(15) {
@@ -654,20 +668,20 @@ fn without_signing_programs_thunderbird_never_finds_the_signature_certificate() 
             display.window(PASSWORD_DIALOG),
             None,
             "Thunderbird asked for a password: {:?}\n{}",
-            window_names(&display),
+            window_names(display),
             setup.why()
         );
         std::thread::sleep(Duration::from_millis(300));
     }
     // Thunderbird's "Send Message Error" dialog (the signing certificate is missing).
-    let names = window_names(&display);
+    let names = window_names(display);
     assert!(
         names.iter().any(|n| n == "Send Message Error"),
         "no error dialog: {names:?}\n{}",
         setup.why()
     );
     assert_eq!(smtp.wait_message(1), None, "a message was sent");
-    assert_eq!(card_ops(&card), [], "{}", setup.why());
+    assert_eq!(card_ops(card), [], "{}", setup.why());
     let module_log =
         std::fs::read_to_string(setup.home.path().join("module.log")).unwrap_or_default();
     assert!(!module_log.contains("a signing program"), "{module_log}");
