@@ -23,8 +23,8 @@ const READER: &str = "Virtual PCD 00 00";
 const AUTH_PIN: &[u8] = b"1234";
 /// DER of SHA-256's `DigestInfo` up to the hash.
 const SHA256_PREFIX: [u8; 19] = [
-    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
-    0x05, 0x00, 0x04, 0x20,
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0x04, 0x20,
 ];
 
 fn var(name: &str) -> String {
@@ -74,7 +74,13 @@ fn sign_and_check(card: &mut BoundCard, msg: &[u8]) -> Result<(), Error> {
     let cert = card.cert(KeyPair::Auth, None)?;
     let mut info = SHA256_PREFIX.to_vec();
     info.extend_from_slice(&Sha256::digest(msg));
-    let sig = card.sign(KeyPair::Auth, AUTH_PIN, SignMode::Pkcs1Raw, &info, cert.sig_len())?;
+    let sig = card.sign(
+        KeyPair::Auth,
+        AUTH_PIN,
+        SignMode::Pkcs1Raw,
+        &info,
+        cert.sig_len(),
+    )?;
     cert.public_key()
         .verify(Pkcs1v15Sign::new_unprefixed(), &info, &sig)
         .expect("the card's signature verifies with its certificate");
@@ -132,7 +138,9 @@ fn healthy() {
         ReaderState::new(CString::new("No Such Reader").unwrap(), State::UNAWARE),
     ];
     ctx.get_status_change(Duration::ZERO, &mut states).unwrap();
-    assert!(states[0].event_state().contains(State::CHANGED | State::PRESENT));
+    assert!(states[0]
+        .event_state()
+        .contains(State::CHANGED | State::PRESENT));
     assert!(states[1].event_state().contains(State::UNKNOWN));
     let atr = states[0].atr().to_vec();
     assert!(!atr.is_empty());
@@ -157,16 +165,25 @@ fn healthy() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(!waiter.is_finished());
     ctx.cancel().unwrap();
-    assert!(matches!(waiter.join().unwrap(), Err(pcsc::Error::Cancelled)));
+    assert!(matches!(
+        waiter.join().unwrap(),
+        Err(pcsc::Error::Cancelled)
+    ));
 
     // The module's channel: SELECT JPKI, the certificate, VERIFY + sign, checked on the host.
     let before = log_lines().len();
     let mut card = BoundCard::bind(sys.connect(READER).expect("connect")).expect("bind");
     sign_and_check(&mut card, b"signed through WinSCard").expect("sign");
     let lines = log_lines();
-    let verify = position(&lines, before, |l| l.starts_with("00200080") && l.ends_with(" 9000"))
-        .or_else(|| position(&lines, before, |l| l.starts_with("0020") && l.ends_with(" 9000")))
-        .expect("a VERIFY answered 9000 in the card's log");
+    let verify = position(&lines, before, |l| {
+        l.starts_with("00200080") && l.ends_with(" 9000")
+    })
+    .or_else(|| {
+        position(&lines, before, |l| {
+            l.starts_with("0020") && l.ends_with(" 9000")
+        })
+    })
+    .expect("a VERIFY answered 9000 in the card's log");
     let sign = position(&lines, verify, |l| l.starts_with("802A")).expect("the signature");
     assert!(
         lines[sign + 1].starts_with("00A4040C07A0000001510000 9000"),
@@ -247,8 +264,10 @@ fn unpowered_at_end_of_transaction() {
     let before = log_lines().len();
     sign_and_check(&mut card, b"unpowered after signing").expect("sign");
     let lines = log_lines();
-    let sign = position(&lines, before, |l| l.starts_with("802A") && l.ends_with("9000"))
-        .expect("the signature in the card's log");
+    let sign = position(&lines, before, |l| {
+        l.starts_with("802A") && l.ends_with("9000")
+    })
+    .expect("the signature in the card's log");
     let off = position(&lines, sign, |l| l == "# power off").unwrap_or_else(|| {
         panic!(
             "the card was not powered off after signing: {:?}",
@@ -263,8 +282,15 @@ fn unpowered_at_end_of_transaction() {
             &lines[before..]
         );
     }
-    assert!(off > sign + 1, "the module tried to leave the application first");
-    assert_eq!(lines[off + 1], "# power on", "powered again at the next use");
+    assert!(
+        off > sign + 1,
+        "the module tried to leave the application first"
+    );
+    assert_eq!(
+        lines[off + 1],
+        "# power on",
+        "powered again at the next use"
+    );
     // The module's check that the card is locked: SELECT JPKI, then an empty VERIFY answered
     // with a try counter.
     assert!(lines[off + 2].starts_with("00A4040C0AD392F000260100000001 "));

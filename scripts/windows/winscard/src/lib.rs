@@ -259,8 +259,7 @@ pub unsafe extern "system" fn SCardReconnect(
     pdwActiveProtocol: *mut Dword,
 ) -> Long {
     guard(|| {
-        let proto =
-            model::reconnect(hCard, dwShareMode, dwPreferredProtocols, dwInitialization)?;
+        let proto = model::reconnect(hCard, dwShareMode, dwPreferredProtocols, dwInitialization)?;
         if !pdwActiveProtocol.is_null() {
             // SAFETY: non-null, valid for writes by the contract.
             unsafe { *pdwActiveProtocol = proto };

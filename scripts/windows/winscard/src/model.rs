@@ -304,7 +304,9 @@ impl State {
         let others = self
             .handles
             .iter()
-            .filter(|(k, h)| Some(**k) != me && h.card_id == card_id && h.share != SCARD_SHARE_DIRECT)
+            .filter(|(k, h)| {
+                Some(**k) != me && h.card_id == card_id && h.share != SCARD_SHARE_DIRECT
+            })
             .map(|(_, h)| h.share)
             .collect::<Vec<_>>();
         match share {
@@ -434,7 +436,11 @@ pub fn cancel(ctx: usize) -> Res<()> {
 }
 
 /// The reader groups `SCardListReaders` knows (all of them hold the one reader).
-const GROUPS: [&str; 3] = ["SCard$AllReaders", "SCard$DefaultReaders", "SCard$LocalReaders"];
+const GROUPS: [&str; 3] = [
+    "SCard$AllReaders",
+    "SCard$DefaultReaders",
+    "SCard$LocalReaders",
+];
 
 /// The reader names as a multi-string (`None`: no reader in these groups).
 pub fn list_readers(ctx: usize, groups: Option<Vec<String>>) -> Res<Vec<u8>> {
@@ -580,7 +586,10 @@ pub fn reconnect(h: usize, share: Dword, protocols: Dword, init: Dword) -> Res<D
     let mut st = lock();
     let ctx = st.handles.get(&h).ok_or(SCARD_E_INVALID_HANDLE)?.ctx;
     check_share(share)?;
-    if !matches!(init, SCARD_LEAVE_CARD | SCARD_RESET_CARD | SCARD_UNPOWER_CARD) {
+    if !matches!(
+        init,
+        SCARD_LEAVE_CARD | SCARD_RESET_CARD | SCARD_UNPOWER_CARD
+    ) {
         return Err(SCARD_E_INVALID_VALUE);
     }
     let protocol = negotiate(share, protocols)?;
