@@ -4,8 +4,12 @@
 #      PKCS#11 entry symbols;
 #   2. the in-process test suite (FFI, hostile callers, backend, virtual card) as a Windows
 #      executable under Wine (cargo runner scripts/wine-run.sh);
-#   3. clippy for Windows;
-#   4. `cargo check` of the module and the `jpki` command for both macOS targets.
+#   3. the PC/SC transport (crates/card/src/pcsc.rs) on WinSCard under Wine: the test-only
+#      winscard.dll (scripts/windows/winscard/) with the virtual card (`jpki virtual-card`, a
+#      Linux process started here) in its reader, crates/card/tests/winscard.rs once per card
+#      (healthy, `--fault no-other-apps`, `--fault remove-after-verify`);
+#   4. clippy for Windows (the workspace and the test-only WinSCard);
+#   5. `cargo check` of the module and the `jpki` command for both macOS targets.
 # Installs what it needs (Debian packages wine64, gcc-mingw-w64-x86-64; rustup targets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +17,60 @@ scripts/install-deps.sh
 win=x86_64-pc-windows-gnu
 rustup target add "$win" aarch64-apple-darwin x86_64-apple-darwin >/dev/null 2>&1 ||
   rustup target add "$win" aarch64-apple-darwin x86_64-apple-darwin
+target=${CARGO_TARGET_DIR:-target}
+# Port of the test-only WinSCard's reader (not vpcd's 35963/35964, which pcscd owns).
+winscard_port=${JPKI_TEST_WINSCARD_PORT:-36111}
+
+# The PC/SC transport under Wine: one run of crates/card/tests/winscard.rs per virtual card.
+winscard() {
+  cargo fmt --manifest-path scripts/windows/winscard/Cargo.toml --check
+  cargo build --manifest-path scripts/windows/winscard/Cargo.toml --target "$win" \
+    --target-dir "$target/winscard-dll"
+  local dll
+  dll=$(cd "$target/winscard-dll/$win/debug" && pwd)/winscard.dll
+  cargo build -p jpki-cli --bin jpki
+  cargo test -p jpki-card --test winscard --target "$win" --no-run
+  # The DLL exports exactly what the test executable (the pcsc crate) imports from WinSCard.
+  local exe exports imports
+  exe=$(ls -t "$target/$win/debug/deps/"winscard-*.exe | head -n 1)
+  exports=$(x86_64-w64-mingw32-objdump -p "$dll" |
+    sed -n '/\[Ordinal\/Name Pointer\] Table/,/^$/p' | sed -n 's/^[[:space:]]*\[ *[0-9]*\] //p' | sort)
+  imports=$(x86_64-w64-mingw32-objdump -p "$exe" |
+    sed -n '/DLL Name: [Ww]in[Ss][Cc]ard.dll/,/^$/p' | awk 'NR > 2 && NF >= 3 { print $3 }' | sort)
+  if [ -z "$exports" ] || [ "$exports" != "$imports" ]; then
+    echo "cross.sh: winscard.dll exports [$exports], the test imports [$imports]" >&2
+    exit 1
+  fi
+  local scenario
+  # Globals: the EXIT trap stops the card if a test fails (set -e).
+  wsc_tmp=$(mktemp -d /tmp/jpki-winscard.XXXXXX)
+  wsc_card=
+  trap 'stop_card; rm -rf "$wsc_tmp"' EXIT
+  for scenario in healthy no-other-apps remove-after-verify; do
+    local faults=()
+    [ "$scenario" = healthy ] || faults=(--fault "$scenario")
+    : >"$wsc_tmp/$scenario.log"
+    "$target/debug/jpki" virtual-card --state "$wsc_tmp/card" --log "$wsc_tmp/$scenario.log" \
+      --port "$winscard_port" "${faults[@]}" >"$wsc_tmp/$scenario.out" 2>&1 &
+    wsc_card=$!
+    # Wine sees the Linux file system as drive Z:.
+    JPKI_TEST_WINSCARD_DLL=$dll JPKI_TEST_WINSCARD_PORT=$winscard_port \
+      JPKI_TEST_WINSCARD_CARD=$scenario JPKI_TEST_WINSCARD_LOG="Z:${wsc_tmp//\//\\}\\$scenario.log" \
+      cargo test -p jpki-card --test winscard --target "$win" ||
+      { echo "cross.sh: WinSCard test failed with the $scenario card; its log:" >&2; cat "$wsc_tmp/$scenario.log" >&2; return 1; }
+    stop_card
+  done
+  rm -rf "$wsc_tmp"
+  trap - EXIT
+}
+stop_card() {
+  if [ -n "${wsc_card:-}" ]; then
+    kill "$wsc_card" 2>/dev/null || true
+    wait "$wsc_card" 2>/dev/null || true
+    wsc_card=
+  fi
+}
+
 t0=$(date +%s)
 cargo build --lib --target "$win"
 dll=${CARGO_TARGET_DIR:-target}/$win/debug/jpki_pkcs11.dll
@@ -25,10 +83,16 @@ if [ "$exports" != "$want" ]; then
 fi
 echo "cross.sh: $dll exports exactly: $exports"
 cargo test --lib --target "$win"
+t_wsc=$(date +%s)
+winscard
+t_wsc=$(($(date +%s) - t_wsc))
 cargo clippy --workspace --all-targets --target "$win" -- -D warnings
+cargo clippy --manifest-path scripts/windows/winscard/Cargo.toml --target "$win" \
+  --target-dir "$target/winscard-dll" -- -D warnings
 t1=$(date +%s)
 for mac in aarch64-apple-darwin x86_64-apple-darwin; do
   cargo check --workspace --target "$mac"
 done
 t2=$(date +%s)
-echo "cross.sh: Windows build, tests under Wine and clippy $((t1 - t0)) s; macOS checks $((t2 - t1)) s"
+echo "cross.sh: Windows build, tests under Wine and clippy $((t1 - t0)) s (of which the WinSCard" \
+  "transport tests $t_wsc s); macOS checks $((t2 - t1)) s"
