@@ -8,8 +8,10 @@
 #      winscard.dll (scripts/windows/winscard/) with the virtual card (`jpki virtual-card`, a
 #      Linux process started here) in its reader, crates/card/tests/winscard.rs once per card
 #      (healthy, `--fault no-other-apps`, `--fault remove-after-verify`);
-#   4. clippy for Windows (the workspace and the test-only WinSCard);
-#   5. `cargo check` of the module and the `jpki` command for both macOS targets.
+#   4. the module's PKCS#11 entry points over the same WinSCard: tests/winscard_module.rs loads
+#      the DLL of step 1 (C_GetFunctionList, then the function list) with a healthy virtual card;
+#   5. clippy for Windows (the workspace and the test-only WinSCard);
+#   6. `cargo check` of the module and the `jpki` command for both macOS targets.
 # Installs what it needs (Debian packages wine64, gcc-mingw-w64-x86-64; rustup targets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,8 @@ rustup target add "$win" aarch64-apple-darwin x86_64-apple-darwin >/dev/null 2>&
 target=${CARGO_TARGET_DIR:-target}
 # Port of the test-only WinSCard's reader (not vpcd's 35963/35964, which pcscd owns).
 winscard_port=${JPKI_TEST_WINSCARD_PORT:-36111}
+# Port of the module's test over WinSCard (tests/winscard_module.rs).
+module_port=${JPKI_TEST_WINSCARD_MODULE_PORT:-36120}
 
 # The PC/SC transport under Wine: one run of crates/card/tests/winscard.rs per virtual card.
 winscard() {
@@ -60,6 +64,24 @@ winscard() {
       { echo "cross.sh: WinSCard test failed with the $scenario card; its log:" >&2; cat "$wsc_tmp/$scenario.log" >&2; return 1; }
     stop_card
   done
+  # The module's PKCS#11 entry points over the same WinSCard (tests/winscard_module.rs): the DLL
+  # built above by `cargo build --lib` (checked for its exports, no test hook), loaded by the
+  # test as an application loads it; one more healthy card, on its own port.
+  cargo build --lib --target "$win"
+  cp "$target/$win/debug/jpki_pkcs11.dll" "$wsc_tmp/jpki_pkcs11.dll"
+  if grep -q use_card_system "$wsc_tmp/jpki_pkcs11.dll"; then
+    echo "cross.sh: $target/$win/debug/jpki_pkcs11.dll has the test hook (feature test-hooks)" >&2
+    exit 1
+  fi
+  : >"$wsc_tmp/module.log"
+  "$target/debug/jpki" virtual-card --state "$wsc_tmp/card" --log "$wsc_tmp/module.log" \
+    --port "$module_port" >"$wsc_tmp/module.out" 2>&1 &
+  wsc_card=$!
+  JPKI_TEST_WINSCARD_DLL=$dll JPKI_TEST_WINSCARD_PORT=$module_port \
+    TEST_PKCS11_MODULE="Z:${wsc_tmp//\//\\}\\jpki_pkcs11.dll" \
+    cargo test --test winscard_module --target "$win" ||
+    { echo "cross.sh: the module's test over WinSCard failed; the card's log:" >&2; cat "$wsc_tmp/module.log" >&2; return 1; }
+  stop_card
   rm -rf "$wsc_tmp"
   trap - EXIT
 }
