@@ -67,6 +67,7 @@ winscard() {
   # The module's PKCS#11 entry points over the same WinSCard (tests/winscard_module.rs): the DLL
   # built above by `cargo build --lib` (checked for its exports, no test hook), loaded by the
   # test as an application loads it; one more healthy card, on its own port.
+  t_mod=$(date +%s)
   cargo build --lib --target "$win"
   cp "$target/$win/debug/jpki_pkcs11.dll" "$wsc_tmp/jpki_pkcs11.dll"
   if grep -q use_card_system "$wsc_tmp/jpki_pkcs11.dll"; then
@@ -82,6 +83,7 @@ winscard() {
     cargo test --test winscard_module --target "$win" ||
     { echo "cross.sh: the module's test over WinSCard failed; the card's log:" >&2; cat "$wsc_tmp/module.log" >&2; return 1; }
   stop_card
+  t_mod=$(($(date +%s) - t_mod))
   rm -rf "$wsc_tmp"
   trap - EXIT
 }
@@ -117,4 +119,4 @@ for mac in aarch64-apple-darwin x86_64-apple-darwin; do
 done
 t2=$(date +%s)
 echo "cross.sh: Windows build, tests under Wine and clippy $((t1 - t0)) s (of which the WinSCard" \
-  "transport tests $t_wsc s); macOS checks $((t2 - t1)) s"
+  "tests $t_wsc s, the module's among them $t_mod s); macOS checks $((t2 - t1)) s"
