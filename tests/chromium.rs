@@ -31,11 +31,12 @@ mod nss_common;
 
 use apps::card::{card_ops, common_name, CardOp, Token, AUTH_PIN};
 use apps::x11::{Display, Proc};
+use common::s_server::SServer;
 use common::VCard;
 use nss_common::{check_signature_key_untouched, Pki, TempDir, Tls, SERVER_CA_NAME};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The title of the page the servers serve: Chromium's window is named after it once loaded.
 const PAGE_TITLE: &str = "JPKI client authentication OK";
@@ -85,71 +86,43 @@ impl Drop for Policy {
 
 /// `openssl s_server` serving `dir` (`-WWW`), one TLS version, requiring a client certificate
 /// from the card's CA signed with RSA-PSS, logging the handshake's states (`-state`).
-struct Server {
-    _proc: Proc,
-    log: PathBuf,
-    port: u16,
-}
+struct Server(SServer);
 
 impl Server {
     fn start(pki: &Pki, www: &Path, version: Tls) -> Server {
-        let log = www.join(format!("s_server-{}.log", version.name()));
         let ca_dir = pki.dir.path();
-        let child = Command::new("openssl")
-            .current_dir(www)
-            .args(["s_server", "-accept", "127.0.0.1:0", "-WWW", "-state"])
-            .arg("-cert")
-            .arg(ca_dir.join("server.pem"))
-            .arg("-key")
-            .arg(ca_dir.join("server.key"))
-            .args(["-Verify", "1", "-verify_return_error", "-CAfile"])
-            .arg(ca_dir.join("client-ca.pem"))
-            .args([
-                "-client_sigalgs",
-                "rsa_pss_rsae_sha256",
+        Server(SServer::start(
+            www,
+            www.join(format!("s_server-{}.log", version.name())),
+            &[
+                "-WWW".as_ref(),
+                "-state".as_ref(),
+                "-cert".as_ref(),
+                ca_dir.join("server.pem").as_os_str(),
+                "-key".as_ref(),
+                ca_dir.join("server.key").as_os_str(),
+                "-Verify".as_ref(),
+                "1".as_ref(),
+                "-verify_return_error".as_ref(),
+                "-CAfile".as_ref(),
+                ca_dir.join("client-ca.pem").as_os_str(),
+                "-client_sigalgs".as_ref(),
+                "rsa_pss_rsae_sha256".as_ref(),
                 match version {
                     Tls::V12 => "-tls1_2",
                     Tls::V13 => "-tls1_3",
-                },
-            ])
-            .env_remove("OPENSSL_CONF")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::from(
-                std::fs::File::options().append(true).open(&log).unwrap(),
-            ))
-            .spawn()
-            .expect("run openssl s_server");
-        let mut server = Server {
-            _proc: Proc(child),
-            log,
-            port: 0,
-        };
-        let start = Instant::now();
-        while server.port == 0 {
-            let text = server.log_text();
-            if let Some(port) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("ACCEPT 127.0.0.1:"))
-                .and_then(|p| p.trim().parse().ok())
-            {
-                server.port = port;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "openssl s_server did not start:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
+                }
+                .as_ref(),
+            ] as &[&std::ffi::OsStr],
+        ))
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.0.log_text()
     }
 
     fn origin(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.0.port)
     }
 }
 

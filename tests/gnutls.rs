@@ -74,7 +74,7 @@ fn gnutls_cli_authenticates_over_tls13() {
     let dir = card.state_dir.clone();
     let (tls_ca, crt, key) = apps::server_pki(&dir);
     let client_ca = apps::cert_pem(&card, "auth-ca");
-    let server = apps::TlsServer::start(&dir, &crt, &key, &client_ca);
+    let server = apps::tls_server(&dir, &crt, &key, &client_ca);
     let obj = format!(
         "pkcs11:token={AUTH};serial={};object=User%20Authentication",
         apps::token_serial(&card)

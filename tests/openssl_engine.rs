@@ -266,7 +266,7 @@ fn s_client(card: &VCard, version: &str) -> (String, String) {
     let (tls_ca, crt, key) = apps::server_pki(&dir);
     let client_ca = apps::cert_pem(card, "auth-ca");
     let client_cert = apps::cert_pem(card, "auth");
-    let server = apps::TlsServer::start(&dir, &crt, &key, &client_ca);
+    let server = apps::tls_server(&dir, &crt, &key, &client_ca);
     let mut cmd = openssl(&cnf);
     cmd.args([
         "s_client",

@@ -7,13 +7,13 @@ pub mod card;
 pub mod pdf;
 pub mod x11;
 
+use crate::common::s_server::SServer;
 use crate::common::VCard;
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 /// A scripted pinentry (Assuan) for the module's `pinentry` setting: logs every command it gets to
 /// `<dir>/pinentry.log` and answers every GETPIN with `answer`, raw Assuan lines with `\n`
@@ -212,92 +212,27 @@ pub fn server_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 /// `openssl s_server` on 127.0.0.1 (a port it picks), for one connection, with default
 /// protocol settings, requiring a client certificate issued by `client_ca` (`-Verify 1
 /// -verify_return_error`), answering `GET /` with its status page (`-www`: the server's view
-/// of the connection, including `Peer signature type`). Killed on drop if still running.
-pub struct TlsServer {
-    child: Option<Child>,
-    out_path: PathBuf,
-    /// The port it listens on.
-    pub port: u16,
-}
-
-impl TlsServer {
-    pub fn start(dir: &Path, cert: &Path, key: &Path, client_ca: &Path) -> TlsServer {
-        let out_path = dir.join("s_server.out");
-        let out = std::fs::File::create(&out_path).unwrap();
-        let child = Command::new("openssl")
-            .args([
-                "s_server",
-                "-accept",
-                "127.0.0.1:0",
-                "-naccept",
-                "1",
-                "-www",
-            ])
-            .args(["-Verify", "1", "-verify_return_error", "-cert"])
-            .arg(cert)
-            .arg("-key")
-            .arg(key)
-            .arg("-CAfile")
-            .arg(client_ca)
-            .env_remove("OPENSSL_CONF")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("run openssl s_server");
-        let mut server = TlsServer {
-            child: Some(child),
-            out_path,
-            port: 0,
-        };
-        let start = Instant::now();
-        loop {
-            let out = server.output();
-            if let Some(port) = out
-                .lines()
-                .find_map(|l| l.strip_prefix("ACCEPT 127.0.0.1:"))
-                .and_then(|p| p.trim().parse().ok())
-            {
-                server.port = port;
-                return server;
-            }
-            let exited = server.child.as_mut().unwrap().try_wait().unwrap();
-            assert!(
-                exited.is_none() && start.elapsed() < Duration::from_secs(10),
-                "openssl s_server did not start:\n{out}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// What the server printed so far (stdout and stderr).
-    pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.out_path).unwrap_or_default()
-    }
-
-    /// Waits (up to 10 s) for the server to end after its one connection; its output.
-    pub fn finish(mut self) -> String {
-        let mut child = self.child.take().unwrap();
-        let start = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if start.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.output()
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// of the connection, including `Peer signature type`); its output in `dir/s_server.out`.
+/// `finish()` waits for it to end after its one connection. Killed on drop if still running.
+pub fn tls_server(dir: &Path, cert: &Path, key: &Path, client_ca: &Path) -> SServer {
+    SServer::start(
+        dir,
+        dir.join("s_server.out"),
+        &[
+            "-naccept".as_ref(),
+            "1".as_ref(),
+            "-www".as_ref(),
+            "-Verify".as_ref(),
+            "1".as_ref(),
+            "-verify_return_error".as_ref(),
+            "-cert".as_ref(),
+            cert.as_os_str(),
+            "-key".as_ref(),
+            key.as_os_str(),
+            "-CAfile".as_ref(),
+            client_ca.as_os_str(),
+        ] as &[&std::ffi::OsStr],
+    )
 }
 
 /// The status page `s_server -www` sent (the part of the client's output from the HTTP

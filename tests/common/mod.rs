@@ -5,6 +5,8 @@
 //! nothing is skipped when it is missing, the tests panic and say how to start it.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod s_server;
+
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

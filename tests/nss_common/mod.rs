@@ -4,11 +4,11 @@
 //! card's APDU log).
 #![allow(dead_code)] // each test binary uses a different part
 
+use crate::common::s_server::SServer;
 use crate::common::VCard;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 /// The built module (`TEST_PKCS11_MODULE` overrides).
 pub fn module() -> PathBuf {
@@ -184,21 +184,17 @@ impl Tls {
 /// refuses a client without a certificate from the card's CA, and its page shows the protocol,
 /// the peer signature type and the client certificate. Killed on drop.
 pub struct TlsServer {
-    child: Child,
+    server: SServer,
     pub port: u16,
-    pub log: PathBuf,
 }
 
 impl TlsServer {
     pub fn start(pki: &Pki, version: Tls) -> TlsServer {
         let d = pki.dir.path();
-        let log = d.join(format!("s_server-{}.log", version.name()));
-        let child = Command::new("openssl")
-            .current_dir(d)
-            .args([
-                "s_server",
-                "-accept",
-                "127.0.0.1:0",
+        let server = SServer::start(
+            d,
+            d.join(format!("s_server-{}.log", version.name())),
+            &[
                 "-cert",
                 "server.pem",
                 "-key",
@@ -212,54 +208,20 @@ impl TlsServer {
                     Tls::V12 => "-tls1_2",
                     Tls::V13 => "-tls1_3",
                 },
-            ])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::from(
-                std::fs::File::options().append(true).open(&log).unwrap(),
-            ))
-            .spawn()
-            .expect("run openssl s_server");
-        let mut server = TlsServer {
-            child,
-            port: 0,
-            log,
-        };
-        let start = Instant::now();
-        loop {
-            let text = server.log_text();
-            if let Some(port) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("ACCEPT 127.0.0.1:"))
-                .and_then(|p| p.trim().parse().ok())
-            {
-                server.port = port;
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("openssl s_server exited ({status}):\n{text}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "openssl s_server did not start:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            ],
+        );
+        TlsServer {
+            port: server.port,
+            server,
         }
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.server.log_text()
     }
 
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
