@@ -163,6 +163,26 @@ fn chromium(display: &Display, home: &Path, profile: &Path, url: &str, log: &Pat
     Proc(child)
 }
 
+/// The user's NSS shared database in `home` (`~/.pki/nssdb`), as `jpki register nss` makes it,
+/// with the server's test CA trusted.
+fn user_nssdb(home: &Path, pki: &Pki) {
+    let out = apps::run_ok(
+        Command::new(common::jpki_bin())
+            .args(["register", "nss", "--module"])
+            .arg(common::module_path())
+            .env("HOME", home),
+        b"",
+    );
+    assert!(out.contains("registered"), "{out}");
+    let db = format!("sql:{}", home.join(".pki/nssdb").display());
+    apps::run_ok(
+        Command::new("certutil")
+            .args(["-A", "-d", &db, "-n", SERVER_CA_NAME, "-t", "CT,C,C", "-i"])
+            .arg(pki.ca()),
+        b"",
+    );
+}
+
 #[test]
 fn chromium_authenticates_with_the_card_over_tls13_and_tls12() {
     let _g = common::lock();
@@ -171,22 +191,7 @@ fn chromium_authenticates_with_the_card_over_tls13_and_tls12() {
     let home = TempDir::new("chromium");
     let h = home.path();
 
-    // The user's NSS database, as `jpki register nss` makes it, and the server's CA trusted.
-    let out = apps::run_ok(
-        Command::new(common::jpki_bin())
-            .args(["register", "nss", "--module"])
-            .arg(common::module_path())
-            .env("HOME", h),
-        b"",
-    );
-    assert!(out.contains("registered"), "{out}");
-    let db = format!("sql:{}", h.join(".pki/nssdb").display());
-    apps::run_ok(
-        Command::new("certutil")
-            .args(["-A", "-d", &db, "-n", SERVER_CA_NAME, "-t", "CT,C,C", "-i"])
-            .arg(pki.ca()),
-        b"",
-    );
+    user_nssdb(h, &pki);
 
     let www = h.join("www");
     std::fs::create_dir_all(&www).unwrap();
@@ -278,20 +283,7 @@ fn headless_chromium_stops_at_its_own_pin_dialog() {
     let pki = Pki::new(&card);
     let home = TempDir::new("chromium-headless");
     let h = home.path();
-    apps::run_ok(
-        Command::new(common::jpki_bin())
-            .args(["register", "nss", "--module"])
-            .arg(common::module_path())
-            .env("HOME", h),
-        b"",
-    );
-    let db = format!("sql:{}", h.join(".pki/nssdb").display());
-    apps::run_ok(
-        Command::new("certutil")
-            .args(["-A", "-d", &db, "-n", SERVER_CA_NAME, "-t", "CT,C,C", "-i"])
-            .arg(pki.ca()),
-        b"",
-    );
+    user_nssdb(h, &pki);
     let www = h.join("www");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("index.html"), "<title>x</title>OK\n").unwrap();

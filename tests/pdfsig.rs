@@ -24,7 +24,7 @@ mod common;
 mod nss_common;
 
 use apps::card::{card_ops, common_name, CardOp, Token, SIGN_PASSWORD};
-use apps::{run, run_ok, text};
+use apps::{run, text};
 use common::VCard;
 use nss_common::TempDir;
 use std::path::{Path, PathBuf};
@@ -60,19 +60,7 @@ impl Setup {
     fn new() -> Setup {
         let dir = TempDir::new("pdfsig");
         let setup = Setup { dir };
-        let db = setup.db();
-        std::fs::create_dir_all(setup.path("nssdb")).unwrap();
-        run_ok(
-            Command::new("certutil").args(["-N", "--empty-password", "-d", &db]),
-            b"",
-        );
-        run_ok(
-            Command::new("modutil")
-                .args(["-dbdir", &db, "-add", "jpki", "-libfile"])
-                .arg(common::module_path())
-                .arg("-force"),
-            b"",
-        );
+        nss_common::module_db(&setup.path("nssdb"));
         std::fs::write(setup.path("sign-only.toml"), "tokens = [\"sign\"]\n").unwrap();
         apps::pdf::write_minimal_pdf(&setup.path("unsigned.pdf"), "Signed with pdfsig");
         setup

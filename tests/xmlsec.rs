@@ -101,19 +101,7 @@ impl Setup {
         let setup = Setup {
             dir: TempDir::new("xmlsec"),
         };
-        let db = setup.db();
-        std::fs::create_dir_all(setup.path("nssdb")).unwrap();
-        run_ok(
-            Command::new("certutil").args(["-N", "--empty-password", "-d", &db]),
-            b"",
-        );
-        run_ok(
-            Command::new("modutil")
-                .args(["-dbdir", &db, "-add", "jpki", "-libfile"])
-                .arg(common::module_path())
-                .arg("-force"),
-            b"",
-        );
+        nss_common::module_db(&setup.path("nssdb"));
         let source =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/xmlsec/xmldsig-nss-sign.c");
         let flags = run_ok(

@@ -149,15 +149,22 @@ impl Pki {
     }
 }
 
-/// Creates an NSS database in `dir` (no password on the internal token), adds the module the way
-/// an administrator would (`modutil -add`), and trusts the server's test CA for TLS servers.
-pub fn nss_db(dir: &Path, pki: &Pki) {
+/// Creates an NSS database in `dir` (created if missing; no password on the internal token) and
+/// adds the module the way an administrator would (`modutil -add`). Its `sql:` name.
+pub fn module_db(dir: &Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
     let db = format!("sql:{}", dir.display());
     run(Command::new("certutil").args(["-N", "--empty-password", "-d", &db]));
     run(Command::new("modutil")
         .args(["-dbdir", &db, "-add", "jpki", "-libfile"])
         .arg(module())
         .arg("-force"));
+    db
+}
+
+/// [`module_db`], and the server's test CA trusted for TLS servers.
+pub fn nss_db(dir: &Path, pki: &Pki) {
+    let db = module_db(dir);
     run(Command::new("certutil")
         .args(["-A", "-d", &db, "-n", SERVER_CA_NAME, "-t", "CT,C,C", "-i"])
         .arg(pki.ca()));
